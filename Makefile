@@ -1,0 +1,60 @@
+# lua-dms developer Makefile.
+#   make                  build/dms/core.so for Lua 5.4
+#   make LUA_VERSION=luajit   build/luajit/dms/core.so for LuaJIT (OpenResty)
+#   make test | demo | bench | lint | asan | valgrind | deps
+LUA_VERSION ?= 5.4
+CC ?= cc
+PREFIX ?= /usr/local
+LIBFLAG ?= -shared
+
+ifeq ($(LUA_VERSION),luajit)
+LUA_INCDIR ?= /usr/include/luajit-2.1
+LUA ?= luajit
+BUILD_DIR ?= build/luajit
+else
+LUA_INCDIR ?= /usr/include/lua$(LUA_VERSION)
+LUA ?= lua$(LUA_VERSION)
+BUILD_DIR ?= build
+endif
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) $(CFLAGS)
+LIBS = -lcurl -lcrypto
+
+SRCS = module/core.c module/sigv4.c module/shape.c module/http.c
+HDRS = module/compat.h module/sigv4.h module/shape.h module/http.h
+MODULE = $(BUILD_DIR)/dms/core.so
+
+BUSTED = $(LUA) /usr/bin/busted
+LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
+
+.PHONY: all test test-lua demo bench lint asan valgrind deps model clean install
+
+all: $(MODULE)
+
+$(MODULE): $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(LDFLAGS) $(LIBS)
+
+# Installs the Debian packages the build, the demo and the tests need (root, or sudo).
+deps:
+	@sh tools/deps.sh
+
+model:
+	python3 tools/gen_model.py ../shared/reference/dms/service-2.shapes.json > lua/dms/model.lua
+
+test: deps all
+	sh tools/test.sh
+
+demo: deps all
+	sh tools/demo.sh
+
+bench: deps all
+	$(LUA_ENV) $(LUA) bench/bench.lua
+
+lint:
+	luacheck lua spec bin examples
+
+clean:
+	rm -rf build

@@ -1,0 +1,67 @@
+/*
+ * One HTTP exchange over libcurl. No Lua in here.
+ *
+ * A dms_http owns one curl easy handle, reused for every exchange so that
+ * connections are kept alive, and the buffers of the last response. Every
+ * option is set again on every exchange (the handle is reset first), so no
+ * state of a previous request leaks into the next one.
+ */
+#ifndef DMS_HTTP_H
+#define DMS_HTTP_H
+
+#include <stddef.h>
+
+typedef struct dms_http dms_http;
+
+typedef struct {
+    const char *url;
+    const char *method;
+    const char *const *headers;     /* "Name: value" lines */
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+    long connect_timeout_ms;
+    long timeout_ms;
+    size_t max_response_bytes;
+    const char *ca_file;            /* NULL: the system store */
+    int insecure;                   /* 1: no peer or host verification */
+} dms_http_request;
+
+typedef enum {
+    DMS_HTTP_OK = 0,
+    DMS_HTTP_TIMEOUT,               /* connect or total timeout */
+    DMS_HTTP_CONNECT,               /* no connection made: the request was not sent */
+    DMS_HTTP_TLS,                   /* TLS handshake or verification failed */
+    DMS_HTTP_TOO_LARGE,             /* response exceeded max_response_bytes */
+    DMS_HTTP_RECV,                  /* sent, but the answer was lost or cut */
+    DMS_HTTP_BAD_INPUT,
+    DMS_HTTP_NOMEM,
+    DMS_HTTP_OTHER
+} dms_http_status;
+
+typedef struct {
+    long status;
+    const char *reason;             /* points into the handle's buffers */
+    size_t reason_len;
+    const char *headers;            /* raw header block of the final response */
+    size_t headers_len;
+    const char *body;
+    size_t body_len;
+    long new_connections;           /* connections opened by this exchange */
+    long local_port;
+    double total_seconds;
+    int sent;                       /* 1 once the request started to go out */
+    const char *error;              /* message when the status is not OK */
+} dms_http_response;
+
+dms_http *dms_http_new(void);
+void dms_http_free(dms_http *h);
+dms_http_status dms_http_perform(dms_http *h, const dms_http_request *req, dms_http_response *res);
+
+/* libcurl's version line, e.g. "libcurl/7.88.1 OpenSSL/3.0.11 ...". */
+const char *dms_http_version(void);
+
+/* Process-wide libcurl initialisation; idempotent, returns 0 on success. */
+int dms_http_global_init(void);
+
+#endif

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian packages that lua-dms needs to build, test and run the demo.
+# Does nothing when they are all there already.
+PKGS="lua5.4 liblua5.4-dev lua-cjson libcurl4-openssl-dev libssl-dev lua-busted lua-check luarocks lua-argparse nginx libnginx-mod-http-lua libluajit2-5.1-dev valgrind python3 curl"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "lua-dms: installing missing Debian packages:$missing"
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "lua-dms: run as root: apt-get install$missing" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || {
+    echo "lua-dms: could not install:$missing (apt-get install$missing)" >&2; exit 1; }
