@@ -36,10 +36,12 @@ describe("SigV4 test suite", function()
       assert.are.equal(suite.read(case.base .. ".creq"), signed.canonical_request)
       assert.are.equal(suite.read(case.base .. ".sts"), signed.string_to_sign)
       assert.are.equal(authz, signed.authorization)
-      -- the signed request: the original plus the headers sign() returns
-      for _, h in ipairs(signed.headers) do
-        local sep = h[1] == "Authorization" and ": " or ":"
-        assert.truthy(sreq:find(h[1] .. sep .. h[2], 1, true), h[1] .. " missing from .sreq")
+      -- the signed request holds the headers sign() adds (its Authorization
+      -- line is checked against .authz above: one case's .sreq disagrees with it)
+      assert.are.equal("Authorization", signed.headers[#signed.headers][1])
+      for i = 1, #signed.headers - 1 do
+        local h = signed.headers[i]
+        assert.truthy(sreq:find(h[1] .. ":" .. h[2], 1, true), h[1] .. " missing from .sreq")
       end
     end)
   end
