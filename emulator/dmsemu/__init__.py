@@ -1,0 +1,1 @@
+"""Local AWS Database Migration Service endpoint used by the lua-dms tests and demo."""
