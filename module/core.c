@@ -11,6 +11,7 @@
  *   core.http() -> handle: handle:request(req) -> response | nil, err; handle:close()
  *   core.sha256_hex(s) -> hex
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -474,6 +475,40 @@ static int l_error(lua_State *L)
     return 1;
 }
 
+/* now() -> epoch seconds with a fraction (CLOCK_REALTIME) */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* monotonic() -> seconds from an arbitrary start, never going back */
+static int l_monotonic(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* sleep(seconds): blocks the thread; the Lua layer swaps it for ngx.sleep in nginx */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (!(s > 0))
+        return 0;
+    if (s > 86400)
+        s = 86400;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
 static int l_sha256_hex(lua_State *L)
 {
     size_t len;
@@ -500,6 +535,9 @@ static const luaL_Reg core_funcs[] = {
     {"error", l_error},
     {"http", l_http},
     {"sha256_hex", l_sha256_hex},
+    {"now", l_now},
+    {"monotonic", l_monotonic},
+    {"sleep", l_sleep},
     {NULL, NULL}
 };
 
@@ -508,6 +546,7 @@ DMS_API int luaopen_dms_core(lua_State *L);
 DMS_API int luaopen_dms_core(lua_State *L)
 {
     dms_sigv4_cache *cache;
+    int uv, i;
 
     if (dms_http_global_init() != 0)
         return luaL_error(L, "libcurl initialisation failed");
@@ -517,26 +556,13 @@ DMS_API int luaopen_dms_core(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
-    luaL_newmetatable(L, HTTP_MT);
-    lua_pushcfunction(L, http_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, http_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, http_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_newtable(L);
-    dms_compat_setfuncs(L, http_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-
     luaL_newmetatable(L, CACHE_MT);
     lua_pushcfunction(L, cache_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
-    lua_newtable(L);                        /* the module */
-
-    /* upvalues: a private cjson instance's encode and decode, the error metatable, the key cache */
+    /* upvalues: a private cjson instance's encode and decode, the error
+     * metatable, the key cache; shared by the module's functions and methods */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "cjson");
     lua_call(L, 1, 1);
@@ -544,7 +570,7 @@ DMS_API int luaopen_dms_core(lua_State *L)
     lua_call(L, 0, 1);
     lua_remove(L, -2);
     lua_getfield(L, -1, "encode_number_precision");
-    lua_pushinteger(L, 14);   /* the most lua-cjson 2.1 allows */
+    lua_pushinteger(L, 14);     /* the most lua-cjson 2.1 allows */
     lua_call(L, 1, 0);
     lua_getfield(L, -1, "encode_invalid_numbers");
     lua_pushboolean(L, 0);
@@ -560,6 +586,24 @@ DMS_API int luaopen_dms_core(lua_State *L)
     memset(cache, 0, sizeof *cache);
     luaL_getmetatable(L, CACHE_MT);
     lua_setmetatable(L, -2);
+    uv = lua_gettop(L) - 3;
+
+    luaL_newmetatable(L, HTTP_MT);
+    lua_pushcfunction(L, http_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, http_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, http_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L);
+    for (i = 0; i < 4; i++)
+        lua_pushvalue(L, uv + i);
+    dms_compat_setfuncs(L, http_methods, 4);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    lua_newtable(L);                        /* the module */
+    lua_insert(L, uv);
     dms_compat_setfuncs(L, core_funcs, 4);
 
     lua_pushliteral(L, DMS_CORE_VERSION);

@@ -1,0 +1,330 @@
+-- lua-dms: the client.
+--
+--   local dms = require "dms"
+--   local client = assert(dms.new{ region = "us-east-1" })
+--   local resp, err = client:start_replication{ ReplicationConfigArn = arn,
+--                                               StartReplicationType = "start-replication" }
+--
+-- One call: core.build (validate, serialize) -> core.sign -> transport ->
+-- core.parse -> retry decides. Every method returns result or nil, err; none
+-- raises on a runtime failure.
+local type, pairs, ipairs, tostring, setmetatable, pcall =
+      type, pairs, ipairs, tostring, setmetatable, pcall
+local math_floor, string_format = math.floor, string.format
+
+local core = require "dms.core"
+local model = require "dms.model"
+local config_mod = require "dms.config"
+local credentials = require "dms.credentials"
+local retry = require "dms.retry"
+
+local M = { _VERSION = "0.1.0", core = core, model = model }
+
+local LUA_NAME = (type(jit) == "table" and jit.version) or _VERSION
+local USER_AGENT = "lua-dms/" .. M._VERSION .. " (" .. LUA_NAME:gsub(" ", "/") .. "; "
+  .. (core.curl_version:match("^(%S+)") or "libcurl") .. ")"
+
+local function config_error(code, message)
+  return core.error({ kind = "config", code = code, message = message })
+end
+
+-- snake_case method names for every operation of the model
+local METHODS = {}
+for name in pairs(model.operations) do
+  local snake = name:gsub("(%l)(%u)", "%1_%2"):gsub("(%u)(%u%l)", "%1_%2"):lower()
+  METHODS[snake] = name
+end
+M.methods = METHODS
+
+-- nginx phases where cosockets may be used
+local COSOCKET_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+local function in_cosocket_phase()
+  local ngx = _G.ngx
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
+  local ok, phase = pcall(ngx.get_phase)
+  return ok and COSOCKET_PHASES[phase] or false
+end
+M.in_cosocket_phase = in_cosocket_phase
+
+local function default_sleep(seconds)
+  if in_cosocket_phase() then return _G.ngx.sleep(seconds) end
+  return core.sleep(seconds)
+end
+
+-- HTTP Date header ("Wed, 25 Nov 2026 12:00:00 GMT") -> epoch seconds
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
+                 Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+local function http_date(s)
+  if type(s) ~= "string" then return nil end
+  local d, mon, y, hh, mm, ss = s:match("^%a+, (%d%d?) (%a+) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  if not d or not MONTHS[mon] then return nil end
+  return core.timestamp(string_format("%s-%02d-%02dT%s:%s:%sZ", y, MONTHS[mon], d, hh, mm, ss))
+end
+
+local function check_types(config)
+  local spec = {
+    region = "string", profile = "string", endpoint = "string", timeout = "table",
+    retry = "table", logger = "function", max_response_bytes = "number",
+    ca_file = "string", insecure = "boolean", clock = "function", sleep = "function",
+    random = "function", env = "table", user_agent = "string",
+  }
+  for k, t in pairs(spec) do
+    if config[k] ~= nil and type(config[k]) ~= t then
+      return config_error("InvalidConfig", "config." .. k .. " must be a " .. t)
+    end
+  end
+  local c = config.credentials
+  if c ~= nil and type(c) ~= "table" and type(c) ~= "function" then
+    return config_error("InvalidConfig", "config.credentials must be a table or a function")
+  end
+  local tr = config.transport
+  if tr ~= nil and tr ~= "curl" and tr ~= "ngx" and tr ~= "auto" and type(tr) ~= "function"
+     and type(tr) ~= "table" then
+    return config_error("InvalidConfig", "config.transport must be \"curl\", \"ngx\", a function or an object")
+  end
+  if config.timeout then
+    for _, k in ipairs({ "connect", "total" }) do
+      local v = config.timeout[k]
+      if v ~= nil and (type(v) ~= "number" or v <= 0) then
+        return config_error("InvalidConfig", "config.timeout." .. k .. " must be a positive number of seconds")
+      end
+    end
+  end
+  if config.max_response_bytes and config.max_response_bytes < 1 then
+    return config_error("InvalidConfig", "config.max_response_bytes must be positive")
+  end
+  return nil
+end
+
+local Client = {}
+
+function Client:__index(k)
+  local v = Client[k]
+  if v ~= nil then return v end
+  local op = METHODS[k]
+  if op then
+    local f = function(self_, params) return self_:call(op, params) end
+    Client[k] = f
+    return f
+  end
+  return nil
+end
+
+function Client:__tostring()
+  return string_format("dms.client(region=%s, endpoint=%s, credentials=%s)",
+    self.region, self.endpoint.url, self.credentials.description)
+end
+
+function Client:log(level, message, fields)
+  if self.logger then pcall(self.logger, level, message, fields or {}) end
+end
+
+-- The transport for this call: a fixed one, or (auto) cosockets inside an
+-- nginx request phase and libcurl elsewhere.
+function Client:transport()
+  if self.fixed_transport then return self.fixed_transport end
+  local want = self.transport_name
+  if want == "ngx" or (want == "auto" and in_cosocket_phase()) then
+    if not self.ngx_transport then
+      local ok, mod = pcall(require, "dms.transport.ngx")
+      if not ok then return nil, config_error("NoTransport", "dms.transport.ngx: " .. tostring(mod)) end
+      self.ngx_transport = mod.new(self.transport_opts)
+    end
+    return self.ngx_transport
+  end
+  if not self.curl_transport then
+    self.curl_transport = require("dms.transport.curl").new(self.transport_opts)
+  end
+  return self.curl_transport
+end
+
+-- Releases the libcurl handle (and its connections). Safe to call twice.
+function Client:close()
+  if self.curl_transport then
+    self.curl_transport:close()
+    self.curl_transport = nil
+  end
+end
+Client.__close = Client.close
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
+-- Signs and sends one attempt; returns result or nil, err.
+function Client:attempt(op, req)
+  local creds, cerr = self.credentials:get()
+  if not creds then return nil, cerr end
+  local transport, terr = self:transport()
+  if not transport then return nil, terr end
+  local headers = { { "Host", self.endpoint.host_header } }
+  for i, h in ipairs(req.headers) do headers[i + 1] = h end
+  local ok, signed = pcall(core.sign, {
+    method = req.method, path = self.endpoint.path, headers = headers, body = req.body,
+    region = self.region, service = model.signing_name,
+    access_key = creds.access_key, secret_key = creds.secret_key,
+    session_token = creds.session_token,
+    time = math_floor(self.clock() + self.clock_offset),
+  })
+  if not ok then
+    -- sign() names the field at fault, never a secret
+    return nil, core.error({ kind = "credentials", code = "SigningFailed", message = tostring(signed) })
+  end
+  for _, h in ipairs(signed.headers) do headers[#headers + 1] = h end
+  headers[#headers + 1] = { "User-Agent", self.user_agent }
+  local resp, herr
+  if type(transport) == "function" then
+    resp, herr = transport({ url = self.endpoint.url, method = req.method, headers = headers, body = req.body })
+  else
+    resp, herr = transport:request({ url = self.endpoint.url, method = req.method, headers = headers, body = req.body })
+  end
+  if not resp then
+    if type(herr) ~= "table" then
+      herr = core.error({ kind = "transport", code = "HTTPError", message = tostring(herr),
+                          retryable = true, outcome_unknown = true })
+    end
+    return nil, herr
+  end
+  local result, perr = core.parse(model, req.operation, resp.status, resp.headers or {}, resp.body or "")
+  if result then
+    result.ResponseMetadata = {
+      RequestId = resp.headers and resp.headers["x-amzn-requestid"],
+      HTTPStatusCode = resp.status,
+    }
+    return result
+  end
+  -- a signature refused for clock skew: take the server's clock and try again
+  if perr.code == "InvalidSignatureException" and type(perr.message) == "string"
+     and perr.message:find("Signature expired", 1, true) then
+    local server = http_date(resp.headers and resp.headers["date"])
+    if server then
+      self.clock_offset = server - self.clock()
+      perr.retryable = true
+      perr.clock_skew = true
+    end
+  end
+  return nil, perr
+end
+
+-- client:call(OperationName, params) -> result | nil, err
+function Client:call(op, params)
+  if type(op) ~= "string" or not model.operations[op] then
+    return nil, core.error({ kind = "validation", code = "UnknownOperation",
+                             message = "unknown operation '" .. tostring(op) .. "'" })
+  end
+  local req, err = core.build(model, op, params)
+  if not req then return nil, err end
+  local unsafe = model.operations[op].unsafe_retry
+  local attempt, last_cost = 0, nil
+  while true do
+    attempt = attempt + 1
+    local result, aerr = self:attempt(op, req)
+    if result then
+      self.retry:succeeded(last_cost)
+      result.ResponseMetadata.RetryAttempts = attempt - 1
+      self:log("debug", op .. " succeeded", { operation = op, attempts = attempt,
+        request_id = result.ResponseMetadata.RequestId })
+      return result
+    end
+    aerr.attempts = attempt
+    aerr.operation = op
+    if aerr.kind ~= "transport" and aerr.kind ~= "service" then return nil, aerr end
+    local delay, why = self.retry:decide(aerr, attempt, unsafe)
+    if not delay then
+      if why == "outcome unknown" then
+        aerr.not_resent = true
+        aerr.message = aerr.message .. "; " .. op .. " may have reached DMS, so it was not sent again:"
+          .. " describe the replication before starting or stopping it again"
+      end
+      self:log(aerr.retryable and "warn" or "debug", op .. " failed", {
+        operation = op, attempts = attempt, code = aerr.code, status = aerr.status,
+        request_id = aerr.request_id, reason = why })
+      return nil, aerr
+    end
+    last_cost = why
+    self:log("warn", op .. " will be retried", { operation = op, attempt = attempt, code = aerr.code,
+      status = aerr.status, request_id = aerr.request_id, delay = delay })
+    self.sleep(delay)
+  end
+end
+
+-- dms.new(config) -> client | nil, err
+function M.new(config)
+  if config ~= nil and type(config) ~= "table" then
+    return nil, config_error("InvalidConfig", "config must be a table")
+  end
+  config = copy(config or {})
+  local cerr = check_types(config)
+  if cerr then return nil, cerr end
+
+  local profile_name, explicit = config_mod.profile_name(config)
+  local profile = config_mod.load_profile(config, profile_name)
+  if explicit and not profile and config.credentials == nil then
+    local env_creds = config_mod.getenv(config, "AWS_ACCESS_KEY_ID")
+    if config.profile or not env_creds then
+      return nil, config_error("ProfileNotFound", "profile '" .. profile_name .. "' is in neither "
+        .. config_mod.config_file(config) .. " nor " .. config_mod.credentials_file(config))
+    end
+  end
+  local region = config_mod.region(config, profile)
+  if not region then
+    return nil, config_error("NoRegion", "no region: set config.region, AWS_REGION or a profile region")
+  end
+  if not region:match("^[%w][%w%-]*$") then
+    return nil, config_error("InvalidRegion", "region '" .. region .. "' is not a valid region name")
+  end
+  local url, eerr = config_mod.endpoint(config, region, profile)
+  if not url then return nil, config_error("InvalidEndpoint", eerr) end
+  local endpoint, perr = config_mod.parse_url(url)
+  if not endpoint then return nil, config_error("InvalidEndpoint", perr .. ": " .. tostring(url)) end
+
+  local provider, crerr = credentials.resolve(config, profile, profile_name, explicit and config.profile ~= nil)
+  if not provider then return nil, crerr end
+
+  local policy, rerr = retry.new({ mode = config.retry and config.retry.mode,
+    max_attempts = config.retry and config.retry.max_attempts, random = config.random })
+  if not policy then return nil, config_error("InvalidConfig", rerr) end
+
+  local timeout = config.timeout or {}
+  local self = setmetatable({
+    region = region,
+    endpoint = endpoint,
+    credentials = provider,
+    retry = policy,
+    logger = config.logger,
+    clock = config.clock or core.now,
+    clock_offset = 0,
+    sleep = config.sleep or default_sleep,
+    user_agent = config.user_agent and (USER_AGENT .. " " .. config.user_agent) or USER_AGENT,
+    transport_name = type(config.transport) == "string" and config.transport or "auto",
+    fixed_transport = (type(config.transport) == "function" or type(config.transport) == "table")
+      and config.transport or nil,
+    transport_opts = {
+      connect_timeout = timeout.connect or 5, timeout = timeout.total or 60,
+      max_response_bytes = config.max_response_bytes or 8 * 1024 * 1024,
+      ca_file = config.ca_file, insecure = config.insecure == true,
+    },
+  }, Client)
+  if config.insecure then
+    self:log("warn", "TLS verification is off (insecure = true): use this only against a test endpoint",
+      { endpoint = endpoint.url })
+    if not config.logger then
+      io.stderr:write("lua-dms: warning: TLS verification is off (insecure = true)\n")
+    end
+  end
+  if endpoint.scheme == "http" and not endpoint.host:match("^127%.") and endpoint.host ~= "localhost"
+     and endpoint.host ~= "[::1]" then
+    self:log("warn", "the endpoint is plain HTTP: requests are signed but not encrypted",
+      { endpoint = endpoint.url })
+  end
+  return self
+end
+
+M.Client = Client
+return M

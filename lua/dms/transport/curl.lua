@@ -1,0 +1,33 @@
+-- The default transport: one libcurl handle per client (dms.core.http), so
+-- that connections are kept alive across calls.
+local core = require "dms.core"
+local setmetatable = setmetatable
+
+local M = {}
+local Transport = {}
+Transport.__index = Transport
+
+-- opts: connect_timeout, timeout (seconds), max_response_bytes, ca_file, insecure
+function M.new(opts)
+  return setmetatable({ handle = core.http(), opts = opts }, Transport)
+end
+
+-- req: {url=, method=, headers= {{name, value}...}, body=}
+-- -> {status=, headers= {lowercase = value}, body=} | nil, err
+function Transport:request(req)
+  local o = self.opts
+  return self.handle:request({
+    url = req.url, method = req.method, headers = req.headers, body = req.body,
+    connect_timeout = o.connect_timeout, timeout = o.timeout,
+    max_response_bytes = o.max_response_bytes, ca_file = o.ca_file, insecure = o.insecure,
+  })
+end
+
+function Transport:close()
+  self.handle:close()
+end
+
+Transport.__close = Transport.close
+Transport.__gc = nil
+
+return M
