@@ -9,8 +9,8 @@ REFERENCE_DIR holds dms/endpoint-rule-set-1.json and dms/partitions.json
 OUTPUT defaults to lua/dms/endpoint_rules.lua in the repository; "-" writes to
 standard output.
 
-The rule set is copied as Lua data, unchanged, for the interpreter in
-lua/dms/endpoint.lua. Each partition keeps its outputs and its explicit region
+The rule set is copied as Lua data for the interpreter in lua/dms/endpoint.lua,
+unchanged but for the parameters' documentation prose. Each partition keeps its outputs and its explicit region
 names; its regionRegex (a JavaScript regular expression) is kept as written
 and translated to one or more Lua patterns (an alternation group becomes one
 pattern per alternative). The generator fails if the rule set calls a function
@@ -32,6 +32,7 @@ SUPPORTED_PARAM_TYPES = {"string", "boolean"}
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUA_MAGIC = set("^$()%.[]*+-?")
+CLASSES = {"w": "[%w_]", "d": "%d", "s": "%s"}
 LUA_KEYWORDS = {
     "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
     "goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then",
@@ -40,77 +41,66 @@ LUA_KEYWORDS = {
 
 
 def regex_to_lua_patterns(regex):
-    """Translates an anchored JavaScript regex built from literals, the escapes
-    \\w \\d \\s and escaped punctuation, the quantifiers + * ? on one atom,
-    and flat alternation groups (a|b|c), to a list of Lua patterns matching
-    the same strings."""
+    """Translates an anchored JavaScript regex to a list of Lua patterns that
+    together match the same strings. The subset: literal characters, escaped
+    punctuation, the classes \\w \\d \\s, the quantifiers + * ? after one
+    atom, and flat groups of literal alternatives such as (us|eu|ap), which
+    expand to one pattern per alternative."""
     if not (regex.startswith("^") and regex.endswith("$")):
         raise ValueError("regex is not anchored: %r" % regex)
     body = regex[1:-1]
-    # pieces: list of lists of alternatives (each a Lua pattern fragment)
-    pieces = []
+    pieces = []  # one list of alternative Lua fragments per regex piece
     i = 0
-
-    def atom_at(j):
-        c = body[j]
-        if c == "\\":
-            e = body[j + 1]
-            if e == "w":
-                return "[%w_]", j + 2
-            if e == "d":
-                return "%d", j + 2
-            if e == "s":
-                return "%s", j + 2
-            if e.isalnum():
-                raise ValueError("unsupported escape \\%s in %r" % (e, regex))
-            return ("%" + e if e in LUA_MAGIC else e), j + 2
-        if c in "[]{}().*+?^$|":
-            raise ValueError("unsupported regex syntax %r in %r" % (c, regex))
-        return ("%" + c if c in LUA_MAGIC else c), j + 1
-
     while i < len(body):
-        c = body[i]
-        if c == "(":
+        if body[i] == "(":
             j = body.index(")", i)
             alts = []
             for alt in body[i + 1:j].split("|"):
                 frag, k = "", 0
                 while k < len(alt):
-                    if alt[k] in "\\":
-                        a, k2 = atom_at(i + 1 + body[i + 1:j].index(alt, 0) + k) if False else (None, None)
-                    a, n = _literal_atom(alt, k, regex)
+                    a, k = atom(alt, k, regex, classes=False)
                     frag += a
-                    k = n
                 alts.append(frag)
-            pieces.append(alts)
             i = j + 1
             if i < len(body) and body[i] in "+*?":
                 raise ValueError("quantified group in %r" % regex)
+            pieces.append(alts)
             continue
-        a, i = atom_at(i)
+        a, i = atom(body, i, regex, classes=True)
         if i < len(body) and body[i] in "+*?":
-            a += "-" if False else body[i]
+            a += body[i]
             i += 1
         pieces.append([a])
     return ["^" + "".join(p) + "$" for p in itertools.product(*pieces)]
 
 
-def _literal_atom(alt, k, regex):
-    """One atom inside an alternative: a literal character or an escaped
-    punctuation character (no classes or quantifiers inside groups)."""
-    c = alt[k]
+def atom(s, k, regex, classes):
+    """The Lua pattern item for the regex atom at s[k], and the index after it."""
+    c = s[k]
     if c == "\\":
-        e = alt[k + 1]
+        e = s[k + 1]
+        if classes and e in CLASSES:
+            return CLASSES[e], k + 2
         if e.isalnum():
-            raise ValueError("unsupported escape in group of %r" % regex)
-        return ("%" + e if e in LUA_MAGIC else e), k + 2
-    if c in "[]{}().*+?^$|":
-        raise ValueError("unsupported syntax in group of %r" % regex)
+            raise ValueError("unsupported escape \\%s in %r" % (e, regex))
+        c, k = e, k + 1
+    elif c in "[]{}().*+?^$|":
+        raise ValueError("unsupported regex syntax %r in %r" % (c, regex))
     return ("%" + c if c in LUA_MAGIC else c), k + 1
 
 
 def lua_str(s):
-    return json.dumps(s, ensure_ascii=False)
+    """A double-quoted Lua string literal valid in Lua 5.1 to 5.4 (UTF-8 kept
+    as is, control characters as decimal escapes)."""
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append("\\%03d" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def lua_key(k):
@@ -196,9 +186,11 @@ def main():
     with open(os.path.join(args.reference, "dms", "partitions.json"), encoding="utf-8") as f:
         partitions = json.load(f)
 
+    parameters = {}
     for name, spec in ruleset["parameters"].items():
         if spec["type"] not in SUPPORTED_PARAM_TYPES:
             raise ValueError("parameter %s: unsupported type %r" % (name, spec["type"]))
+        parameters[name] = {k: v for k, v in spec.items() if k != "documentation"}
     check_rules(ruleset["rules"])
     parts = [partition_entry(p) for p in partitions["partitions"]]
     if not any(p["id"] == "aws" for p in parts):
@@ -207,7 +199,7 @@ def main():
     data = {
         "version": ruleset["version"],
         "partitions_version": partitions["version"],
-        "parameters": ruleset["parameters"],
+        "parameters": parameters,
         "rules": ruleset["rules"],
         "default_partition": "aws",
         "partitions": parts,
