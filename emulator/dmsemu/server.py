@@ -76,13 +76,13 @@ class Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        if length < 0:
-            self.close_connection = True
-            self._send(400, _json_bytes({"__type": "SerializationException",
-                                          "message": "Invalid Content-Length"}))
-            return
-        body = self.rfile.read(length)
         try:
+            if length < 0:
+                self.close_connection = True
+                self._send(400, _json_bytes({"__type": "SerializationException",
+                                              "message": "Invalid Content-Length"}))
+                return
+            body = self.rfile.read(length)
             if self.path.startswith(ADMIN_PREFIX):
                 self._admin(body)
             else:

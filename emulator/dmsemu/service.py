@@ -199,9 +199,12 @@ def _encode_marker(arn):
 
 def _decode_marker(marker):
     try:
-        return base64.urlsafe_b64decode(marker.encode("ascii")).decode("utf-8")
-    except (binascii.Error, UnicodeError, ValueError):
-        raise DmsError("InvalidParameterValueException", f"Invalid Marker: {marker}") from None
+        arn = base64.b64decode(marker.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError):
+        arn = ""
+    if not arn:
+        raise DmsError("InvalidParameterValueException", f"Invalid Marker: {marker}")
+    return arn
 
 
 class Emulator:
