@@ -105,7 +105,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dms(self, body):
         target = self.headers.get("X-Amz-Target")
         operation = target[len(TARGET_PREFIX):] if target and target.startswith(TARGET_PREFIX) else target
-        entry = {
+        entry = self.server.emulator.requests.add({
             "time": round(time.time(), 3),
             "operation": operation,
             "body": self._json_or_none(body),
@@ -115,11 +115,11 @@ class Handler(BaseHTTPRequestHandler):
             "error": None,
             "status": None,
             "fault": None,
-        }
-        try:
-            self._answer_dms(operation, body, entry)
-        finally:
-            self.server.emulator.requests.add(entry)
+        })
+        self._answer_dms(operation, body, entry)
+
+    def _note(self, entry, **fields):
+        self.server.emulator.requests.update(entry, **fields)
 
     def _answer_dms(self, operation, body, entry):
         try:
@@ -127,15 +127,14 @@ class Handler(BaseHTTPRequestHandler):
         except AuthError as err:
             self._error(entry, 400, err.code, err.message)
             return
-        entry["signature_ok"] = True
         fault = self.server.emulator.faults.take(operation)
         kind = fault.kind if fault else None
-        entry["fault"] = kind
+        self._note(entry, signature_ok=True, fault=kind)
         if kind in ERROR_FAULTS:
             self._error(entry, *ERROR_FAULTS[kind])
             return
         if kind == "html502":
-            entry["status"], entry["error"] = 502, "502"
+            self._note(entry, status=502, error="502")
             self._send(502, HTML_502, "text/html")
             return
         if kind == "drop_before":
@@ -145,13 +144,13 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(fault.seconds)
 
         status, document = self.server.emulator.handle(operation, body)
-        if status != 200:
-            entry["error"] = document["__type"]
+        error = document["__type"] if status != 200 else None
         if kind == "drop_after":
+            self._note(entry, error=error)
             self.close_connection = True
             return
         answer = _json_bytes(document)
-        entry["status"] = 200 if kind in ("malformed", "truncated") else status
+        self._note(entry, error=error, status=200 if kind in ("malformed", "truncated") else status)
         if kind == "malformed":
             self._send(200, answer[:len(answer) // 2])
         elif kind == "truncated":
@@ -163,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(status, answer)
 
     def _error(self, entry, status, code, message):
-        entry["status"], entry["error"] = status, code
+        self._note(entry, status=status, error=code)
         self._send(status, _json_bytes(DmsError(code, message, status).document()))
 
     def _header_map(self):

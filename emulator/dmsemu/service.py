@@ -95,6 +95,8 @@ class Clock:
 
 
 class RequestLog:
+    """The DMS requests received. An entry is logged on arrival and completed as it is answered."""
+
     def __init__(self):
         self._lock = threading.Lock()
         self._entries = []
@@ -103,10 +105,15 @@ class RequestLog:
         with self._lock:
             entry["seq"] = len(self._entries) + 1
             self._entries.append(entry)
+        return entry
+
+    def update(self, entry, **fields):
+        with self._lock:
+            entry.update(fields)
 
     def entries(self):
         with self._lock:
-            return list(self._entries)
+            return [dict(entry) for entry in self._entries]
 
     def clear(self):
         with self._lock:

@@ -769,6 +769,18 @@ class FaultTest(EmulatorTestCase):
         self.assertEqual(self.emu.call("DescribeReplications").status, 200)
         self.assertGreaterEqual(time.monotonic() - began, 0.3)
 
+    def test_a_delayed_call_is_logged_on_arrival(self):
+        self.fault(fault="delay", seconds=0.5, operation="StartReplication")
+        caller = threading.Thread(target=self.start_cdc)
+        caller.start()
+        time.sleep(0.2)
+        pending = self.emu.admin("GET", "requests")["requests"]
+        caller.join()
+        self.assertEqual([(e["operation"], e["fault"], e["status"]) for e in pending],
+                         [("StartReplication", "delay", None)])
+        done = self.emu.admin("GET", "requests")["requests"]
+        self.assertEqual(done[0]["status"], 200)
+
     def test_drop_before_leaves_the_state_alone(self):
         self.fault(fault="drop_before", operation="StartReplication")
         with self.assertRaises(http.client.RemoteDisconnected):
