@@ -24,7 +24,6 @@ STARTING_PHASES = (
     ("replication_starting", 1.5 * MINUTE),
 )
 STARTING_STATUSES = tuple(name for name, _ in STARTING_PHASES)
-STATUSES = ("created",) + STARTING_STATUSES + ("running", "stopping", "stopped", "failed")
 STARTABLE_STATUSES = ("created", "stopped", "failed")
 STOPPING_SECONDS = 2 * MINUTE
 DEPROVISION_SECONDS = 10 * MINUTE
@@ -73,10 +72,17 @@ def _timestamp(value):
     return round(value, 3)
 
 
-def _integer(spec, name, default, minimum):
+def _number(spec, name, default, minimum):
     value = spec.get(name, default)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be a number >= {minimum}")
+    return value
+
+
+def _string(spec, name, default):
+    value = spec.get(name, default)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
     return value
 
 
@@ -94,10 +100,6 @@ class Config:
     created: float
 
     @property
-    def region(self):
-        return self.arn.split(":")[3]
-
-    @property
     def account(self):
         return self.arn.split(":")[4]
 
@@ -109,29 +111,31 @@ class Config:
         unknown = sorted(set(spec) - SPEC_FIELDS)
         if unknown:
             raise ValueError(f"unknown field(s): {', '.join(unknown)}")
-        arn, identifier = spec.get("arn"), spec.get("identifier")
-        if arn is None and identifier is None:
+        if spec.get("arn") is None and spec.get("identifier") is None:
             raise ValueError("arn or identifier is required")
-        if arn is None:
+        if spec.get("arn") is None:
+            identifier = _string(spec, "identifier", None)
             arn = f"arn:aws:dms:{region}:{account}:replication-config:{resource_id(identifier)}"
-        parts = arn.split(":") if isinstance(arn, str) else []
+        else:
+            arn = _string(spec, "arn", None)
+        parts = arn.split(":")
         if len(parts) != 7 or parts[0] != "arn" or parts[2] != "dms" or parts[5] != "replication-config":
             raise ValueError(f"not a replication config ARN: {arn!r}")
-        identifier = identifier if identifier is not None else parts[6]
+        identifier = _string(spec, "identifier", parts[6])
         kind = spec.get("type", "full-load-and-cdc")
         if kind not in REPLICATION_TYPES:
             raise ValueError(f"type must be one of {', '.join(REPLICATION_TYPES)}")
         endpoint = ":".join(parts[:5] + ["endpoint", ""])
         return cls(
             arn=arn,
-            identifier=str(identifier),
+            identifier=identifier,
             type=kind,
-            tables=int(_integer(spec, "tables", 10, 1)),
-            source_endpoint_arn=spec.get("source_endpoint_arn", endpoint + resource_id(arn + "#source")),
-            target_endpoint_arn=spec.get("target_endpoint_arn", endpoint + resource_id(arn + "#target")),
-            capacity_units=int(_integer(spec, "capacity_units", 4, 1)),
-            max_capacity_units=int(_integer(spec, "max_capacity_units", 16, 1)),
-            full_load_seconds=_integer(spec, "full_load_minutes", 20, 0.01) * MINUTE,
+            tables=int(_number(spec, "tables", 10, 1)),
+            source_endpoint_arn=_string(spec, "source_endpoint_arn", endpoint + resource_id(arn + "#source")),
+            target_endpoint_arn=_string(spec, "target_endpoint_arn", endpoint + resource_id(arn + "#target")),
+            capacity_units=int(_number(spec, "capacity_units", 4, 1)),
+            max_capacity_units=int(_number(spec, "max_capacity_units", 16, 1)),
+            full_load_seconds=_number(spec, "full_load_minutes", 20, 0.01) * MINUTE,
             created=now,
         )
 
@@ -160,8 +164,7 @@ class Assessment:
     """One premigration assessment run; its status follows from the time alone."""
 
     def __init__(self, config, created, settings, result):
-        self.arn = (f"arn:aws:dms:{config.region}:{config.account}:assessment-run:"
-                    f"{resource_id(config.arn + repr(created))}")
+        self.arn = ":".join(config.arn.split(":")[:5] + ["assessment-run", resource_id(config.arn + repr(created))])
         self.created = created
         self.result = result
         self.cancelled_at = None
@@ -182,7 +185,7 @@ class Assessment:
         return self.fail_on_failure and self.result == "failed" and self.cancelled_at is None
 
     def cancel(self, when):
-        if when < self.finish:
+        if self.cancelled_at is None and when < self.finish:
             self.cancelled_at = when
 
     def status(self, now):
@@ -196,6 +199,8 @@ class Assessment:
         return self.result
 
     def _completed(self, now):
+        if self.cancelled_at is not None:
+            now = min(now, self.cancelled_at)
         running_for = now - (self.finish - ASSESSMENT_STAGES[-1][1])
         fraction = min(1.0, max(0.0, running_for / ASSESSMENT_STAGES[-1][1]))
         return int(fraction * self.count)
@@ -352,7 +357,7 @@ class Replication:
     def _fire_injected_stop(self, when):
         injected, self.injected_stop = self.injected_stop, None
         reason = injected["reason"]
-        if stop_reason(reason) == stop_reason("FATAL_ERROR"):
+        if reason == "FATAL_ERROR":
             self._end_run(when, "failed", reason, [injected["message"] or DEFAULT_FATAL_MESSAGE])
         else:
             self._end_run(when, "stopped", reason, [injected["message"]] if injected["message"] else [])
@@ -438,7 +443,7 @@ class Replication:
 
     def inject_stop(self, now, reason, at_progress=None, message=None):
         """Arm a stop that fires once the replication runs (and has loaded `at_progress` %)."""
-        self.injected_stop = {"reason": reason, "at_progress": at_progress,
+        self.injected_stop = {"reason": reason.removeprefix("Stop Reason "), "at_progress": at_progress,
                               "message": message, "armed_at": now}
 
     def seed_state(self, now, status, reason=None, full_load_progress=None):

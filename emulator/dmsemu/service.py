@@ -18,6 +18,7 @@ DEFAULT_CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCY
 SEED_STATUSES = ("created", "running", "stopped", "failed")
 MIN_RECORDS, MAX_RECORDS = 20, 100
 TIMESTAMP = "timestamp"
+TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", TIMESTAMP: "a timestamp (epoch seconds)"}
 
 # Input members of each operation with their JSON types, and the required ones.
 OPERATIONS = {
@@ -158,6 +159,9 @@ class Seed:
         unknown = sorted(set(data) - cls.FIELDS)
         if unknown:
             raise ValueError(f"{path}: unknown field(s): {', '.join(unknown)}")
+        for name, kind in (("account", str), ("region", str), ("keys", list), ("replications", list)):
+            if name in data and not isinstance(data[name], kind):
+                raise ValueError(f"{path}: {name} must be {TYPE_NAMES[kind]}")
         keys = []
         for item in data.get("keys", []):
             if not isinstance(item, dict) or not item.get("access_key") or not item.get("secret_key"):
@@ -178,9 +182,11 @@ def _camel(name):
 
 
 def _null_errors(paths):
+    """The ValidationException AWS answers for missing required members."""
     count = len(paths)
-    return DmsError("ValidationException", f"{count} validation error{'s' if count > 1 else ''} detected: " + "; ".join(
-        f"Value null at '{path}' failed to satisfy constraint: Member must not be null" for path in paths))
+    details = "; ".join(f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
+                        for path in paths)
+    return DmsError("ValidationException", f"{count} validation error{'s' if count > 1 else ''} detected: {details}")
 
 
 def _has_type(value, kind):
@@ -193,8 +199,7 @@ def _validate(operation, params):
     spec = OPERATIONS[operation]
     for name, kind in spec["members"].items():
         if params.get(name) is not None and not _has_type(params[name], kind):
-            expected = "number" if kind in (int, TIMESTAMP) else {str: "string", list: "list"}[kind]
-            raise DmsError("SerializationException", f"{name} must be a {expected}")
+            raise DmsError("SerializationException", f"{name} must be {TYPE_NAMES[kind]}")
     missing = [_camel(name) for name in spec["required"] if params.get(name) is None]
     if missing:
         raise _null_errors(missing)
