@@ -194,7 +194,8 @@ output = json
       assert.are.equal("config", err.kind, k)
       assert.truthy(err.message:find(k, 1, true), err.message)
     end
-    local c, err = dms.new({ region = "us-east-1/../x", env = {}, credentials = { access_key = "a", secret_key = "b" } })
+    local c, err = dms.new({ region = "us-east-1/../x", env = {},
+                             credentials = { access_key = "a", secret_key = "b" } })
     assert.is_nil(c)
     assert.are.equal("InvalidRegion", err.code)
     c, err = dms.new({ timeout = { total = -1 }, env = {} })

@@ -27,14 +27,13 @@ function M.parse_ini(text)
     line = line:gsub("\r$", "")
     local indented = line:match("^%s+%S") ~= nil
     local s = trim(line)
-    if s == "" or s:match("^[#;]") then
-      -- blank or comment
-    elseif s:match("^%[.*%]$") then
+    local blank_or_comment = s == "" or s:match("^[#;]")
+    if not blank_or_comment and s:match("^%[.*%]$") then
       local name = trim(s:sub(2, -2))
       current = sections[name] or {}
       sections[name] = current
       parent = nil
-    elseif current then
+    elseif not blank_or_comment and current then
       local k, v = s:match("^([^=]+)=(.*)$")
       if k then
         k, v = trim(k), trim(v)

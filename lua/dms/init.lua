@@ -102,7 +102,7 @@ end
 
 local Client = {}
 
-function Client:__index(k)
+Client.__index = function(_, k)
   local v = Client[k]
   if v ~= nil then return v end
   local op = METHODS[k]
@@ -158,7 +158,7 @@ local function copy(t)
 end
 
 -- Signs and sends one attempt; returns result or nil, err.
-function Client:attempt(op, req)
+function Client:attempt(req)
   local creds, cerr = self.credentials:get()
   if not creds then return nil, cerr end
   local transport, terr = self:transport()
@@ -224,7 +224,7 @@ function Client:call(op, params)
   local attempt, last_cost = 0, nil
   while true do
     attempt = attempt + 1
-    local result, aerr = self:attempt(op, req)
+    local result, aerr = self:attempt(req)
     if result then
       self.retry:succeeded(last_cost)
       result.ResponseMetadata.RetryAttempts = attempt - 1

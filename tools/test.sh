@@ -1,0 +1,107 @@
+#!/bin/sh
+# The whole test run behind `make test`: C tests (ASan/UBSan and valgrind),
+# the busted suite under Lua 5.4 and LuaJIT, the busted suite with the module
+# built with ASan/UBSan, a valgrind pass with the garbage collector forced,
+# the emulator's own suite, and luacheck. Ends with one line:
+#   N passed, N failed, N skipped
+# and exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+REF=${DMS_REFERENCE:-../shared/reference}
+export DMS_REFERENCE="$REF"
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+PASSED=0 FAILED=0 SKIPPED=0 STATUS=0
+LUA_PATH_DEV='lua/?.lua;lua/?/init.lua;spec/?.lua;;'
+
+section() { printf '\n== %s\n' "$*"; }
+count() { # passed failed skipped
+    PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); SKIPPED=$((SKIPPED + $3))
+    [ "$2" -eq 0 ] || STATUS=1
+}
+# Reads busted's summary line ("N successes / N failures / N errors / N pending").
+busted_counts() {
+    line=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$1" | tail -1)
+    if [ -z "$line" ]; then echo "0 1 0"; return; fi
+    set -- $(echo "$line" | sed -E 's/^([0-9]+)[^0-9]+([0-9]+)[^0-9]+([0-9]+)[^0-9]+([0-9]+).*/\1 \2 \3 \4/')
+    echo "$1 $(($2 + $3)) $4"
+}
+run_busted() { # label lua cpath specs...
+    label=$1 lua=$2 cpath=$3; shift 3
+    section "busted ($label)"
+    LUA_PATH="$LUA_PATH_DEV" LUA_CPATH="$cpath" $lua /usr/bin/busted "$@" >"$OUT/busted.log" 2>&1
+    rc=$?
+    cat "$OUT/busted.log"
+    set -- $(busted_counts "$OUT/busted.log")
+    [ "$rc" -eq 0 ] || [ "$2" -gt 0 ] || set -- "$1" 1 "$3"
+    count "$1" "$2" "$3"
+}
+
+CFLAGS_T="-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1"
+SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+section "C tests: SigV4 suite under ASan/UBSan"
+mkdir -p build/test
+if cc $CFLAGS_T $SAN -o build/test/test_sigv4_asan test/c/test_sigv4.c module/sigv4.c -lcrypto; then
+    build/test/test_sigv4_asan "$REF" | tee "$OUT/c1.log"
+    set -- $(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$OUT/c1.log")
+    count "${1:-0}" "${2:-1}" 0
+else count 0 1 0; fi
+
+section "C tests: SigV4 suite under valgrind"
+if cc $CFLAGS_T -o build/test/test_sigv4 test/c/test_sigv4.c module/sigv4.c -lcrypto; then
+    valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=3 \
+        build/test/test_sigv4 "$REF" | tee "$OUT/c2.log"
+    rc=$?
+    set -- $(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$OUT/c2.log")
+    [ "$rc" -eq 0 ] && count "${1:-0}" "${2:-1}" 0 || count "${1:-0}" $(( ${2:-0} + 1 )) 0
+else count 0 1 0; fi
+
+SPECS=$(ls spec/*_spec.lua)
+run_busted "Lua 5.4" lua5.4 "build/?.so;;" $SPECS
+
+# nginx runs LuaJIT itself and is driven from Lua 5.4 above
+JIT_SPECS=$(ls spec/*_spec.lua | grep -v nginx_spec)
+run_busted "LuaJIT" luajit "build/luajit/?.so;;" $JIT_SPECS
+
+section "busted with dms.core built with ASan/UBSan"
+mkdir -p build/asan/dms
+if cc -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -shared -g -O1 $SAN -Wall -Wextra -Werror \
+      -I/usr/include/lua5.4 -o build/asan/dms/core.so module/*.c -lcurl -lcrypto; then
+    LIBASAN=$(cc -print-file-name=libasan.so)
+    LIBUBSAN=$(cc -print-file-name=libubsan.so)
+    LD_PRELOAD="$LIBASAN $LIBUBSAN" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        run_busted "Lua 5.4 + ASan/UBSan" lua5.4 "build/asan/?.so;;" \
+        spec/sigv4_spec.lua spec/shape_spec.lua spec/parse_spec.lua spec/client_spec.lua
+else count 0 1 0; fi
+
+section "busted under valgrind, garbage collector forced"
+LUA_PATH="$LUA_PATH_DEV" LUA_CPATH="build/?.so;;" valgrind -q --error-exitcode=3 \
+    --leak-check=full --errors-for-leak-kinds=definite \
+    lua5.4 -e 'collectgarbage("setpause", 0)' /usr/bin/busted spec/sigv4_spec.lua spec/shape_spec.lua \
+    spec/parse_spec.lua spec/retry_spec.lua >"$OUT/vg.log" 2>&1
+rc=$?
+cat "$OUT/vg.log"
+set -- $(busted_counts "$OUT/vg.log")
+[ "$rc" -eq 0 ] && count "$1" "$2" "$3" || count "$1" $(($2 + 1)) "$3"
+
+section "emulator suite (Python)"
+emulator/tests/run >"$OUT/emu.log" 2>&1
+rc=$?
+tail -n 30 "$OUT/emu.log"
+set -- $(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$/\1 \2 \3/p' "$OUT/emu.log" | tail -1)
+if [ $# -ge 2 ]; then
+    [ "$rc" -eq 0 ] || [ "$2" -gt 0 ] || set -- "$1" 1 "${3:-0}"
+    count "$1" "$2" "${3:-0}"
+else count 0 1 0; fi
+
+section "luacheck"
+if luacheck -q lua spec bin examples tools 2>&1 | tail -n 20; then :; fi
+if ! luacheck -q lua spec bin examples tools >/dev/null 2>&1; then
+    echo "luacheck reported problems"; count 0 1 0
+fi
+
+echo
+echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+exit $STATUS
