@@ -10,11 +10,19 @@
  *   core.error(t) -> t with the error metatable
  *   core.http() -> handle: handle:request(req) -> response | nil, err; handle:close()
  *   core.sha256_hex(s) -> hex
+ *   core.now(), core.monotonic(), core.sleep(s)   clock and sleep (the Lua layer injects its own)
+ *   core.write_file_atomic(path, data) -> true | nil, msg
+ *   core.lock(path) -> lock | nil, msg, holder_pid; core.pid(); core.isatty([fd])
  */
+#define _DEFAULT_SOURCE 1          /* flock() */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -509,6 +517,143 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* files: what the workflow needs to survive a crash                   */
+
+#define LOCK_MT "dms.core.lock"
+
+static int push_errno(lua_State *L, const char *what, const char *path)
+{
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: %s", what, path, strerror(e));
+    return 2;
+}
+
+/*
+ * write_file_atomic(path, data) -> true | nil, msg
+ * Writes PATH.tmp.PID, fsyncs it, renames it over path and fsyncs the
+ * directory: after a crash the file holds the old or the new data, whole.
+ */
+static int l_write_file_atomic(lua_State *L)
+{
+    size_t plen, len, off = 0;
+    const char *path = luaL_checklstring(L, 1, &plen);
+    const char *data = luaL_checklstring(L, 2, &len);
+    const char *tmp, *slash;
+    int fd, dfd;
+
+    tmp = lua_pushfstring(L, "%s.tmp.%d", path, (int)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return push_errno(L, "cannot create", tmp);
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            errno = e;
+            return push_errno(L, "cannot write", tmp);
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return push_errno(L, "cannot sync", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return push_errno(L, "cannot rename onto", path);
+    }
+    slash = strrchr(path, '/');
+    if (slash)
+        lua_pushlstring(L, path, slash == path ? 1 : (size_t)(slash - path));
+    else
+        lua_pushliteral(L, ".");
+    dfd = open(lua_tostring(L, -1), O_RDONLY);
+    if (dfd >= 0) {
+        fsync(dfd);             /* the rename itself reaches the disk */
+        close(dfd);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+typedef struct {
+    int fd;
+} lock_ud;
+
+static int lock_release(lua_State *L)
+{
+    lock_ud *u = luaL_checkudata(L, 1, LOCK_MT);
+    if (u->fd >= 0) {
+        flock(u->fd, LOCK_UN);
+        close(u->fd);
+        u->fd = -1;
+    }
+    return 0;
+}
+
+/*
+ * lock(path) -> lock | nil, msg, holder_pid
+ * An exclusive flock() on path, which holds our pid. The kernel drops it when
+ * the process dies, so a killed runbook leaves no stale lock. lock:release(),
+ * __gc and __close unlock.
+ */
+static int l_lock(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lock_ud *u = lua_newuserdata(L, sizeof *u);
+    char buf[32];
+    int n;
+
+    u->fd = -1;
+    luaL_getmetatable(L, LOCK_MT);
+    lua_setmetatable(L, -2);
+    u->fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (u->fd < 0)
+        return push_errno(L, "cannot open lock", path);
+    if (flock(u->fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        ssize_t r = read(u->fd, buf, sizeof buf - 1);
+        close(u->fd);
+        u->fd = -1;
+        if (e != EWOULDBLOCK) {
+            errno = e;
+            return push_errno(L, "cannot lock", path);
+        }
+        buf[r > 0 ? r : 0] = '\0';
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s is locked by process %d", path, (int)atol(buf));
+        lua_pushinteger(L, (lua_Integer)atol(buf));
+        return 3;
+    }
+    n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    if (ftruncate(u->fd, 0) != 0 || pwrite(u->fd, buf, (size_t)n, 0) != n)
+        return push_errno(L, "cannot write lock", path);
+    return 1;
+}
+
+static int l_pid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
+/* isatty(fd) -> boolean (1 = standard output) */
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+    return 1;
+}
+
 static int l_sha256_hex(lua_State *L)
 {
     size_t len;
@@ -538,6 +683,10 @@ static const luaL_Reg core_funcs[] = {
     {"now", l_now},
     {"monotonic", l_monotonic},
     {"sleep", l_sleep},
+    {"write_file_atomic", l_write_file_atomic},
+    {"lock", l_lock},
+    {"pid", l_pid},
+    {"isatty", l_isatty},
     {NULL, NULL}
 };
 
@@ -554,6 +703,17 @@ DMS_API int luaopen_dms_core(lua_State *L)
     luaL_newmetatable(L, SIGNED_MT);
     lua_pushcfunction(L, signed_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, LOCK_MT);
+    lua_pushcfunction(L, lock_release);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lock_release);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    lua_pushcfunction(L, lock_release);
+    lua_setfield(L, -2, "release");
+    lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, CACHE_MT);
