@@ -96,6 +96,24 @@ if [ $# -ge 2 ]; then
     count "$1" "$2" "${3:-0}"
 else count 0 1 0; fi
 
+section "rockspec: luarocks make --deps-mode=none, then load the installed module"
+for v in 5.4 5.1; do
+    tree="$OUT/rocks-$v"
+    if [ "$v" = 5.1 ]; then lua=luajit; extra="LUA_INCDIR=/usr/include/luajit-2.1"; else lua=lua5.4; extra=""; fi
+    if luarocks --lua-version="$v" --tree="$tree" make --deps-mode=none lua-dms-scm-1.rockspec $extra \
+            >"$OUT/rock.log" 2>&1 \
+       && (cd "$OUT" && TREE="$tree" LUA_PATH="$tree/share/lua/$v/?.lua;$tree/share/lua/$v/?/init.lua;;" \
+           LUA_CPATH="$tree/lib/lua/$v/?.so;;" $lua -e '
+             local dms = require "dms"
+             assert(package.searchpath("dms.core", package.cpath):find(os.getenv("TREE"), 1, true))
+             local c = assert(dms.new{ region = "us-east-1", credentials = { access_key = "a", secret_key = "b" } })
+             assert(dms.core.sign{ method = "POST", path = "/", region = "r", service = "s",
+                                   access_key = "a", secret_key = "b", time = 0 }.signature)
+             print("installed lua-dms " .. dms._VERSION .. " loads on " .. (jit and jit.version or _VERSION), c)')
+    then echo "rockspec on Lua $v: ok"; count 1 0 0
+    else cat "$OUT/rock.log"; echo "rockspec on Lua $v: FAILED"; count 0 1 0; fi
+done
+
 section "luacheck"
 if luacheck -q lua spec bin examples tools 2>&1 | tail -n 20; then :; fi
 if ! luacheck -q lua spec bin examples tools >/dev/null 2>&1; then
