@@ -49,6 +49,7 @@ def _padded(document, size):
 
 class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: many clients may connect at once
 
     def __init__(self, address, emulator, verifier, verbose=False):
         super().__init__(address, Handler)

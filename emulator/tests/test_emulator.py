@@ -362,13 +362,15 @@ class SignatureTest(EmulatorTestCase):
 
 class ConcurrencyTest(EmulatorTestCase):
     def test_parallel_clients(self):
-        results = []
+        results, errors = [], []
 
         def client():
             conn = self.emu.connection()
             try:
                 for _ in range(10):
                     results.append(self.emu.call("DescribeReplications", connection=conn).status)
+            except Exception as err:  # reported by the assertion below
+                errors.append(repr(err))
             finally:
                 conn.close()
 
@@ -377,6 +379,7 @@ class ConcurrencyTest(EmulatorTestCase):
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
+        self.assertEqual(errors, [])
         self.assertEqual(results, [200] * 160)
         self.assertEqual(len(self.emu.admin("GET", "requests")["requests"]), 160)
 
