@@ -413,8 +413,11 @@ local function wants_close(head)
   return false
 end
 
-local function pool_name(url, verify)
-  return string_format("lua-dms:%s:%s:%d:%s", url.scheme, url.host, url.port,
+-- Pooled connections are keyed by scheme, host, port and verification on or
+-- off; not by the trust store, which cosockets cannot see: give opts.pool a
+-- name of its own where locations trust different CA bundles.
+local function pool_name(url, verify, prefix)
+  return string_format("%s:%s:%s:%d:%s", prefix or "lua-dms", url.scheme, url.host, url.port,
     url.scheme == "https" and (verify and "verify" or "noverify") or "-")
 end
 
@@ -449,7 +452,7 @@ function Transport:request_builtin(req, url, parts, body, deadline)
   if not left then return nil, err_timeout("timed out before connecting", false) end
   sock:settimeouts(math_min(connect_ms, left), left, left)
   local verify = not o.insecure
-  local ok, err = sock:connect(url.host, url.port, { pool = pool_name(url, verify), pool_size = o.pool_size })
+  local ok, err = sock:connect(url.host, url.port, { pool = pool_name(url, verify, o.pool), pool_size = o.pool_size })
   if not ok then
     if err == "timeout" then
       return nil, err_timeout("timed out connecting to " .. url.host .. ":" .. url.port, false)
@@ -532,7 +535,7 @@ function Transport:request_resty(http, req, url, body, deadline)
   local verify = not o.insecure
   local ok, err = httpc:connect({
     scheme = url.scheme, host = url.host, port = url.port,
-    pool = pool_name(url, verify), pool_size = o.pool_size,
+    pool = pool_name(url, verify, o.pool), pool_size = o.pool_size,
     ssl_verify = verify, ssl_server_name = url.host,   -- no host check without a server name
   })
   if not ok then
@@ -613,8 +616,9 @@ end
 
 -- opts: connect_timeout, timeout (seconds, the whole exchange), max_response_bytes,
 -- ca_file (see above), insecure, keepalive_timeout (seconds a pooled connection
--- may stay idle), pool_size (per host and port, per worker), http_client
--- ("auto" | "builtin" | "resty.http")
+-- may stay idle), pool_size (per host and port, per worker), pool (a name for
+-- the connection pools, default "lua-dms"), http_client ("auto" | "builtin" |
+-- "resty.http")
 function M.new(opts)
   local o = {}
   for k, v in pairs(DEFAULTS) do o[k] = v end
