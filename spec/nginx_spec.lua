@@ -368,6 +368,7 @@ describe("nginx (lua-nginx-module, LuaJIT)", function()
 
       r = post("/replications/start", string.rep(" ", 20000) .. "{}", AUTH)
       assert.are.equal(413, r.status)
+      assert.are.equal("BodyTooLarge", r.json.error.code)
 
       assert.are.equal(0, #emu:requests())
     end)

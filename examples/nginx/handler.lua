@@ -117,7 +117,10 @@ local function render(fields)
   local out = {}
   for _, k in ipairs(keys) do
     local v = fields[k]
-    if type(v) ~= "table" and v ~= nil then out[#out + 1] = k .. "=" .. tostring(v) end
+    if type(v) ~= "table" and v ~= nil then
+      -- values may come from the request: one line, bounded
+      out[#out + 1] = k .. "=" .. tostring(v):sub(1, 256):gsub("[%c\"]", "?")
+    end
   end
   return table_concat(out, " ")
 end

@@ -445,8 +445,11 @@ end
 
 function Transport:request_builtin(req, url, parts, body, deadline)
   local o = self.opts
-  local sock, serr = ngx.socket.tcp()
-  if not sock then return nil, err_connect("cannot create a cosocket: " .. tostring(serr)) end
+  local made, sock, serr = pcall(ngx.socket.tcp)
+  if not made or not sock then
+    return nil, err_input("cannot create a cosocket here (" .. tostring(sock or serr)
+      .. "): call from a request handler or a timer")
+  end
   local connect_ms = math_floor(o.connect_timeout * 1000)
   local left = remaining_ms(deadline)
   if not left then return nil, err_timeout("timed out before connecting", false) end
@@ -527,8 +530,11 @@ end
 
 function Transport:request_resty(http, req, url, body, deadline)
   local o = self.opts
-  local httpc, nerr = http.new()
-  if not httpc then return nil, err_connect("cannot create a resty.http client: " .. tostring(nerr)) end
+  local made, httpc, nerr = pcall(http.new)
+  if not made or not httpc then
+    return nil, err_input("cannot create a resty.http client here (" .. tostring(httpc or nerr)
+      .. "): call from a request handler or a timer")
+  end
   local left = remaining_ms(deadline)
   if not left then return nil, err_timeout("timed out before connecting", false) end
   httpc:set_timeouts(math_min(math_floor(o.connect_timeout * 1000), left), left, left)
@@ -630,6 +636,9 @@ function M.new(opts)
     if type(o[k]) ~= "number" or o[k] <= 0 then
       error("dms.transport.ngx: " .. k .. " must be a positive number", 2)
     end
+  end
+  if o.pool ~= nil and type(o.pool) ~= "string" then
+    error("dms.transport.ngx: pool must be a string", 2)
   end
   if o.ca_file and not warned_ca_file and type(ngx) == "table" and ngx.log then
     warned_ca_file = true
