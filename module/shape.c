@@ -20,7 +20,7 @@
 #include <openssl/evp.h>
 
 #define MAX_DEPTH 64
-#define PATH_MAX_LEN 256
+#define PATH_MAX_LEN 2048    /* room for MAX_DEPTH levels of DMS member names */
 
 /* ------------------------------------------------------------------ */
 /* errors                                                              */
@@ -40,44 +40,69 @@ void dms_push_error(lua_State *L, const char *kind, const char *code, const char
     lua_setmetatable(L, -2);
 }
 
-/* "service error InvalidResourceStateFault: message (HTTP 400, request id x, 3 attempts)" */
+/*
+ * "service error InvalidResourceStateFault: message (HTTP 400, request id x, attempts 3)"
+ * The pieces are concatenated on the stack: a luaL_Buffer cannot be used here,
+ * since lua_getfield between buffer calls breaks its stack discipline (Lua 5.4
+ * then removes the very string being added once the text outgrows the buffer).
+ */
 static int err_tostring(lua_State *L)
 {
-    luaL_Buffer b;
-    int first = 1;
+    static const char *const details[][2] = {
+        {"status", "HTTP "}, {"request_id", "request id "}, {"attempts", "attempts "}
+    };
+    int n, first = 1;
+    size_t i;
+    const char *s;
+
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_buffinit(L, &b);
+    lua_settop(L, 1);
+    luaL_checkstack(L, 24, "error tostring");
     lua_getfield(L, 1, "kind");
-    luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "unknown");
-    lua_pop(L, 1);
-    luaL_addstring(&b, " error ");
+    if (!lua_isstring(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "unknown");
+    }
+    lua_pushliteral(L, " error ");
     lua_getfield(L, 1, "code");
-    luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-    lua_pop(L, 1);
+    if (!lua_isstring(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "?");
+    }
+    n = 3;
     lua_getfield(L, 1, "message");
     if (lua_isstring(L, -1)) {
-        luaL_addstring(&b, ": ");
-        luaL_addstring(&b, lua_tostring(L, -1));
+        lua_pushliteral(L, ": ");
+        lua_insert(L, -2);
+        n += 2;
+    } else {
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
-
-#define DETAIL(field, prefix) do { \
-        lua_getfield(L, 1, field); \
-        if (lua_isstring(L, -1)) { \
-            luaL_addstring(&b, first ? " (" : ", "); \
-            luaL_addstring(&b, prefix); \
-            luaL_addstring(&b, lua_tostring(L, -1)); \
-            first = 0; \
-        } \
-        lua_pop(L, 1); \
-    } while (0)
-    DETAIL("status", "HTTP ");
-    DETAIL("request_id", "request id ");
-    DETAIL("attempts", "attempts ");
-#undef DETAIL
-    if (!first)
-        luaL_addchar(&b, ')');
-    luaL_pushresult(&b);
+    for (i = 0; i < sizeof details / sizeof details[0]; i++) {
+        lua_getfield(L, 1, details[i][0]);
+        if (lua_isstring(L, -1)) {
+            lua_pushstring(L, first ? " (" : ", ");
+            lua_insert(L, -2);
+            lua_pushstring(L, details[i][1]);
+            lua_insert(L, -2);
+            n += 3;
+            first = 0;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    if (!first) {
+        lua_pushliteral(L, ")");
+        n++;
+    }
+    lua_concat(L, n);
+    /* one line, whatever the message holds */
+    s = lua_tostring(L, -1);
+    if (strpbrk(s, "\r\n")) {
+        luaL_gsub(L, s, "\r\n", " ");
+        s = luaL_gsub(L, lua_tostring(L, -1), "\n", " ");
+        luaL_gsub(L, s, "\r", " ");
+    }
     return 1;
 }
 
@@ -182,6 +207,18 @@ int dms_parse_iso8601(const char *s, size_t len, double *out)
     return 0;
 }
 
+/* A number with no fraction: 3 and 3.0 alike, whatever the Lua version. */
+static int is_integral(lua_State *L, int idx)
+{
+    double v;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    if (dms_compat_isinteger(L, idx))
+        return 1;
+    v = (double)lua_tonumber(L, idx);
+    return isfinite(v) && v == floor(v);
+}
+
 static int table_int_field(lua_State *L, int idx, const char *k, int required, int dflt,
                            int lo, int hi, int *out)
 {
@@ -190,7 +227,7 @@ static int table_int_field(lua_State *L, int idx, const char *k, int required, i
     if (lua_isnil(L, -1)) {
         ok = !required;
         *out = dflt;
-    } else if (!dms_compat_isinteger(L, -1)) {
+    } else if (!is_integral(L, -1)) {
         ok = 0;
     } else {
         lua_Number v = lua_tonumber(L, -1);
@@ -276,22 +313,35 @@ static void push_number(lua_State *L, double v)
         lua_pushnumber(L, (lua_Number)v);
 }
 
-static void push_iso8601(lua_State *L, double v)
+/*
+ * Pushes v as ISO-8601 UTC text with milliseconds when it has a fraction;
+ * returns -1 (pushing nothing) outside the years 0001..9999.
+ */
+static int push_iso8601(lua_State *L, double v)
 {
     char buf[40];
     struct tm tm;
-    time_t t = (time_t)floor(v);
-    double frac = v - floor(v);
-    if (!gmtime_r(&t, &tm)) {
-        lua_pushnil(L);
-        return;
-    }
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    long long ms, secs;
+    int frac;
+    time_t t;
+    /* 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z */
+    if (!(v >= -62135596800.0 && v < 253402300800.0))
+        return -1;
+    /* round to the millisecond first, so that x.9996 becomes the next second */
+    ms = (long long)floor(v * 1000.0 + 0.5);
+    secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    frac = (int)(ms - secs * 1000);
+    t = (time_t)secs;
+    if (secs > 253402300799LL || !gmtime_r(&t, &tm))
+        return -1;
+    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     if (frac > 0)
-        snprintf(buf + 19, sizeof buf - 19, ".%03dZ", (int)(frac * 1000 + 0.5) % 1000);
+        snprintf(buf + 19, sizeof buf - 19, ".%03dZ", frac);
     else
         strcpy(buf + 19, "Z");
     lua_pushstring(L, buf);
+    return 0;
 }
 
 int dms_shape_timestamp(lua_State *L)
@@ -328,8 +378,15 @@ static size_t path_push(walker *w, const char *fmt, const char *s, long long n)
         k = snprintf(w->path + old, sizeof w->path - old, fmt, s);
     else
         k = snprintf(w->path + old, sizeof w->path - old, fmt, n);
-    if (k > 0)
-        w->path_len = old + (size_t)k < sizeof w->path ? old + (size_t)k : sizeof w->path - 1;
+    if (k > 0) {
+        if (old + (size_t)k < sizeof w->path) {
+            w->path_len = old + (size_t)k;
+        } else {
+            /* too long to name exactly: say so rather than cut a name in two */
+            w->path_len = sizeof w->path - 1;
+            memcpy(w->path + w->path_len - 3, "...", 4);
+        }
+    }
     return old;
 }
 
@@ -476,6 +533,11 @@ static int json_member(walker *w, int val)
             lua_pop(L, 1);
             return fail(w, "InvalidParameterValue", "%s", why);
         }
+        if (lua_type(L, -1) != LUA_TSTRING || lua_tostring(L, -1)[0] != '{') {
+            /* integer keys only (e.g. {[2] = "x"}): cjson writes an array */
+            lua_pop(L, 1);
+            return fail(w, "InvalidParameterValue", "must be a JSON object, not a list%s", NULL);
+        }
         return 1;
     }
     return fail(w, "InvalidParameterType", "must be a JSON object string or a table, not %s",
@@ -573,7 +635,10 @@ static int structure_to_wire(walker *w, int shape, int val)
         if (!lua_isstring(L, -1)) {
             char why[160];
             snprintf(why, sizeof why, "has an unknown member '%.100s'", member);
-            return fail(w, "UnknownParameter", "%s", why);
+            fail(w, "UnknownParameter", "%s", why);
+            /* err.member names the unknown member itself */
+            path_push(w, w->path_len ? ".%s" : "%s", member, 0);
+            return 0;
         }
         old = path_push(w, w->path_len ? ".%s" : "%s", member, 0);
         if (is_json_member(L, traits, member))
@@ -611,7 +676,7 @@ static int structure_to_wire(walker *w, int shape, int val)
     n = lua_istable(L, -1) ? (int)dms_compat_rawlen(L, -1) : 0;
     for (i = 1; i <= n; i++) {
         int j, m, given = 0;
-        char names[160] = "";
+        char names[160] = "", first[120] = "";
         size_t used = 0;
         lua_rawgeti(L, -1, i);
         m = (int)dms_compat_rawlen(L, -1);
@@ -621,6 +686,8 @@ static int structure_to_wire(walker *w, int shape, int val)
             member = lua_tostring(L, -1);
             lua_getfield(L, out, member);
             if (!lua_isnil(L, -1)) {
+                if (!given)
+                    snprintf(first, sizeof first, "%s", member);
                 given++;
                 if (used < sizeof names)
                     used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
@@ -632,7 +699,9 @@ static int structure_to_wire(walker *w, int shape, int val)
         if (given > 1) {
             char why[220];
             snprintf(why, sizeof why, "cannot have %s together: give only one", names);
-            return fail(w, "InvalidParameterCombination", "%s", why);
+            fail(w, "InvalidParameterCombination", "%s", why);
+            path_push(w, w->path_len ? ".%s" : "%s", first, 0);
+            return 0;
         }
     }
     lua_pop(L, 1);
@@ -755,7 +824,7 @@ static int to_wire(walker *w, const char *shape_name, int val)
                 lua_pushvalue(L, val);
         }
     } else if (strcmp(t, "integer") == 0 || strcmp(t, "long") == 0) {
-        if (!dms_compat_isinteger(L, val)) {
+        if (!is_integral(L, val)) {
             ok = fail(w, "InvalidParameterType", "must be an integer, not %s",
                       lua_type(L, val) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, val));
         } else if (t[0] == 'i' && (lua_tonumber(L, val) < -2147483648.0 || lua_tonumber(L, val) > 2147483647.0)) {
@@ -768,7 +837,7 @@ static int to_wire(walker *w, const char *shape_name, int val)
         } else if (opt_number(L, shape, "max", &lim) && lua_tonumber(L, val) > lim) {
             ok = fail(w, "InvalidParameterValue", "is above the maximum the model allows%s", NULL);
         } else {
-            lua_pushvalue(L, val);
+            dms_compat_pushint64(L, (long long)lua_tonumber(L, val));
         }
     } else if (strcmp(t, "double") == 0 || strcmp(t, "float") == 0) {
         if (lua_type(L, val) != LUA_TNUMBER || !isfinite((double)lua_tonumber(L, val)))
@@ -784,16 +853,19 @@ static int to_wire(walker *w, const char *shape_name, int val)
         double v;
         const char *why = NULL;
         if (to_epoch(L, val, &v, &why) != 0) {
-            ok = fail(w, "InvalidParameterValue", "%s", why);
+            int ty = lua_type(L, val);
+            ok = fail(w, ty == LUA_TNUMBER || ty == LUA_TSTRING || ty == LUA_TTABLE
+                         ? "InvalidParameterValue" : "InvalidParameterType", "%s", why);
         } else {
             int iso;
             lua_getfield(L, shape, "format");
             iso = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "iso8601") == 0;
             lua_pop(L, 1);
-            if (iso)
-                push_iso8601(L, v);
-            else
+            if (!iso)
                 push_number(L, v);
+            else if (push_iso8601(L, v) != 0)
+                ok = fail(w, "InvalidParameterValue",
+                          "is outside the years 0001..9999 of an ISO-8601 timestamp%s", NULL);
         }
     } else if (strcmp(t, "blob") == 0) {
         if (lua_type(L, val) != LUA_TSTRING) {
@@ -947,6 +1019,35 @@ static int is_null(lua_State *L, int idx)
     return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
 }
 
+/*
+ * Pushes a value the model does not describe: kept as decoded, except that
+ * object members that are JSON null are dropped (cjson.null is truthy).
+ */
+static void push_plain(walker *w, int val)
+{
+    lua_State *L = w->L;
+    int out;
+    if (!lua_istable(L, val) || w->depth >= MAX_DEPTH) {
+        lua_pushvalue(L, val);
+        return;
+    }
+    luaL_checkstack(L, 8, "response nested too deeply");
+    w->depth++;
+    lua_newtable(L);
+    out = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, val) != 0) {
+        if (!(is_null(L, -1) && lua_type(L, -2) == LUA_TSTRING)) {
+            push_plain(w, lua_gettop(L));
+            lua_pushvalue(L, -3);
+            lua_insert(L, -2);
+            lua_rawset(L, out);
+        }
+        lua_pop(L, 1);
+    }
+    w->depth--;
+}
+
 /* Pushes the Lua form of the decoded value at val; unknown shapes pass through. */
 static void from_wire(walker *w, const char *shape_name, int val)
 {
@@ -958,7 +1059,7 @@ static void from_wire(walker *w, const char *shape_name, int val)
     lua_getfield(L, w->shapes, shape_name ? shape_name : "");
     if (!lua_istable(L, -1) || w->depth >= MAX_DEPTH) {
         lua_pop(L, 1);
-        lua_pushvalue(L, val);
+        push_plain(w, val);
         return;
     }
     shape = lua_gettop(L);
@@ -983,7 +1084,7 @@ static void from_wire(walker *w, const char *shape_name, int val)
                 if (ms)
                     from_wire(w, ms, lua_gettop(L));
                 else
-                    lua_pushvalue(L, -1);   /* a member the model does not know: kept */
+                    push_plain(w, lua_gettop(L));   /* a member the model does not know: kept */
                 lua_pushvalue(L, -3);
                 lua_insert(L, -2);
                 lua_rawset(L, out);
@@ -1224,6 +1325,15 @@ static int parse_error(lua_State *L, long status, int headers, int body, int dec
     return 2;
 }
 
+/* The text is a JSON object (not an array) once leading white space is skipped. */
+static int json_is_object(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    return i < len && s[i] == '{';
+}
+
 int dms_shape_parse(lua_State *L)
 {
     const char *op = luaL_checkstring(L, 2);
@@ -1256,7 +1366,7 @@ int dms_shape_parse(lua_State *L)
     if (status < 200 || status >= 300)
         return parse_error(L, status, 4, 5, decoded);
 
-    if (blen == 0 || (decoded && lua_istable(L, decoded))) {
+    if (blen == 0 || (decoded && lua_istable(L, decoded) && json_is_object(lua_tostring(L, 5), blen))) {
         if (!decoded) {
             lua_newtable(L);
             decoded = lua_gettop(L);

@@ -17,7 +17,8 @@ the answer (an object, or an array in the same order) to stdout. A request:
 
 The answer: {"body": text | null, "validation_error": text | null,
              "authorization": text, "canonical_request": text,
-             "parsed": {...} | null, "error": {"code", "message"} | null}
+             "parsed": {...} | null, "error": {"code", "message"} | null,
+             "request_id": text | null}
 Timestamps of parsed responses come back as epoch seconds.
 """
 import datetime
@@ -109,11 +110,13 @@ def parse(case, resp, out):
     response = {"status_code": resp["status"], "headers": headers,
                 "body": (resp.get("body") or "").encode("utf-8")}
     parsed = PARSER.parse(response, op.output_shape)
+    meta = parsed.pop("ResponseMetadata", None) or {}
+    if meta.get("RequestId"):
+        out["request_id"] = meta["RequestId"]
     if "Error" in parsed and parsed["Error"].get("Code"):
         out["error"] = {"code": parsed["Error"]["Code"],
                         "message": parsed["Error"].get("Message", "")}
     else:
-        parsed.pop("ResponseMetadata", None)
         out["parsed"] = plain(parsed)
 
 
@@ -129,7 +132,8 @@ def answer(case):
             parse(case, case["response"], out)
     except Exception as e:  # reported to the spec, which fails the case
         out["oracle_error"] = "%s: %s" % (type(e).__name__, e)
-    return out
+    # absent rather than null: JSON null is truthy once decoded in Lua
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def main():
