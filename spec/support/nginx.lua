@@ -94,13 +94,16 @@ function M.available()
   return true, info
 end
 
--- Builds build/luajit/dms/core.so when it is missing (nginx runs LuaJIT).
+-- Brings build/luajit/dms/core.so up to date (nginx runs LuaJIT): make is
+-- incremental, so this costs nothing when the module is current.
 function M.ensure_luajit_module(root)
   root = root or M.repo_root()
   local so = root .. "/build/luajit/dms/core.so"
-  if exists(so) then return so end
-  local ok, out = run("cd " .. sh_quote(root) .. " && make LUA_VERSION=luajit")
-  assert(ok and exists(so), "make LUA_VERSION=luajit failed:\n" .. out)
+  local ok, out = run("cd " .. sh_quote(root) .. " && make -s LUA_VERSION=luajit")
+  if not ok then
+    assert(exists(so), "make LUA_VERSION=luajit failed:\n" .. out)
+    io.stderr:write("support.nginx: make LUA_VERSION=luajit failed, using the existing " .. so .. ":\n" .. out)
+  end
   return so
 end
 

@@ -637,6 +637,7 @@ function M.new(opts)
       error("dms.transport.ngx: " .. k .. " must be a positive number", 2)
     end
   end
+  if o.pool_size % 1 ~= 0 then error("dms.transport.ngx: pool_size must be an integer", 2) end
   if o.pool ~= nil and type(o.pool) ~= "string" then
     error("dms.transport.ngx: pool must be a string", 2)
   end
