@@ -1,0 +1,598 @@
+-- dms.workflow against the local DMS endpoint: one scenario per case the
+-- workflow must get right. The emulator's request log is the witness of what
+-- reached DMS.
+local cjson = require "cjson"
+local core = require "dms.core"
+local workflow = require "dms.workflow"
+local emulator = require "support.emulator"
+
+local ARN = emulator.ARN_FULL_LOAD_AND_CDC
+local SPEED = 20000
+
+local LUA = (type(jit) == "table") and "luajit" or "lua5.4"
+local CPATH = (type(jit) == "table") and "build/luajit/?.so;;" or "build/?.so;;"
+
+local function tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  return dir
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+local function write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+local function types(events)
+  local out = {}
+  for _, ev in ipairs(events) do out[#out + 1] = ev.type end
+  return out
+end
+
+local function find(events, kind)
+  for _, ev in ipairs(events) do
+    if ev.type == kind then return ev end
+  end
+end
+
+local function count(events, kind)
+  local n = 0
+  for _, ev in ipairs(events) do
+    if ev.type == kind then n = n + 1 end
+  end
+  return n
+end
+
+-- a process holding the flock of `path` until killed; returns its pid
+local function hold_lock(dir, path)
+  local script = dir .. "/hold_lock.lua"
+  write(script, "local core = require 'dms.core'\nlocal l = assert(core.lock(arg[1]))\n"
+    .. "io.write('locked\\n') io.stdout:flush()\ncore.sleep(30)\nl:release()\n")
+  local p = assert(io.popen("LUA_CPATH='" .. CPATH .. "' exec sh -c 'echo $$; exec " .. LUA .. " " .. script .. " "
+    .. path .. "'"))
+  local pid = p:read("*l")
+  assert.are.equal("locked", p:read("*l"))
+  return pid, p
+end
+
+describe("dms.workflow", function()
+  local emu, client, dir
+
+  setup(function()
+    emu = emulator.start({ speed = SPEED })
+    client = emu:client()
+    dir = tmpdir()
+  end)
+  teardown(function()
+    if client then client:close() end
+    if emu then emu:stop() end
+    if dir then os.execute("rm -rf " .. dir) end
+  end)
+  before_each(function()
+    emu:reset()
+  end)
+
+  -- options for a fast run against the emulator
+  local function options(extra)
+    local events = {}
+    local o = {
+      replication_config_arn = ARN,
+      wait_for = "running",
+      poll = { interval = 0.05, timeout = 30 },
+      resume = { backoff = 0.05 },
+      sleep = core.sleep,
+      lock_dir = dir,
+      on_event = function(ev) events[#events + 1] = ev end,
+    }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o, events
+  end
+
+  local function starts()
+    local out = {}
+    for _, r in ipairs(emu:requests("StartReplication")) do out[#out + 1] = r end
+    return out
+  end
+
+  local function start_types()
+    local out = {}
+    for _, r in ipairs(starts()) do out[#out + 1] = r.body.StartReplicationType end
+    return out
+  end
+
+  it("starts afresh with a passing assessment and waits until running", function()
+    local opts, events = options({ assessment = { ResultLocationFolder = "assess", IncludeOnly = { "a", "b" } } })
+    local outcome, err = workflow.run(client, opts)
+    assert.is_nil(err)
+    assert.is_true(outcome.ok)
+    assert.are.equal("running", outcome.replication.Status)
+    assert.are.equal(1, outcome.starts)
+    assert.are.equal(0, outcome.resumes)
+    assert.are.equal("passed", outcome.assessment.Status)
+    assert.are.equal(2, outcome.assessment.AssessmentProgress.IndividualAssessmentCount)
+
+    local log = starts()
+    assert.are.equal(1, #log)
+    assert.are.equal("start-replication", log[1].body.StartReplicationType)
+    assert.are.same({ ResultLocationFolder = "assess", IncludeOnly = "a b", FailOnAssessmentFailure = true },
+                    cjson.decode(log[1].body.PremigrationAssessmentSettings))
+    -- it described before it acted
+    local first = emu:requests()[1]
+    assert.are.equal("DescribeReplications", first.operation)
+    assert.are.same({ { Name = "replication-config-arn", Values = { ARN } } }, first.body.Filters)
+
+    assert.are.equal("described", events[1].type)
+    assert.are.equal("done", events[#events].type)
+    for _, kind in ipairs({ "start_sent", "started", "assessment", "status" }) do
+      assert.truthy(find(events, kind), kind)
+    end
+    assert.are.same(outcome.events, events)
+    for _, ev in ipairs(events) do
+      assert.are.equal(ARN, ev.arn)
+      assert.are.equal("number", type(ev.time))
+      assert.truthy(ev.elapsed >= 0)
+      assert.is_nil(ev.access_key)
+      assert.is_nil(ev.secret_key)
+    end
+    assert.are.equal("created", events[1].status)
+    assert.are.equal("running", events[#events].status)
+    -- no secret anywhere in what the events say
+    local text = cjson.encode(events)
+    assert.is_nil(text:find(emulator.SECRET_KEY, 1, true))
+    assert.is_nil(text:find(emulator.ACCESS_KEY, 1, true))
+  end)
+
+  it("stops at a failing assessment and sends no second start", function()
+    emu:assessment({ arn = ARN, result = "failed" })
+    local opts, events = options({ assessment = { ResultLocationFolder = "assess" } })
+    local outcome, err = workflow.run(client, opts)
+    assert.is_nil(outcome)
+    assert.are.equal("workflow", err.kind)
+    assert.are.equal("AssessmentFailed", err.code)
+    assert.truthy(err.message:find("unsupported-data-types-in-source", 1, true))
+    assert.are.equal("failed", err.replication.Status)
+    assert.truthy(tostring(err):find("AssessmentFailed", 1, true))
+    assert.are.equal("error", events[#events].type)
+    assert.are.equal("AssessmentFailed", events[#events].code)
+    core.sleep(0.2)
+    assert.are.equal(1, #starts())
+  end)
+
+  it("resumes after a recoverable stop and reaches the end of the full load", function()
+    emu:stop_replication({ arn = ARN, reason = "RECOVERABLE_ERROR", at_progress = 50 })
+    local opts, events = options({ wait_for = "full-load-complete" })
+    local outcome, err = workflow.run(client, opts)
+    assert.is_nil(err)
+    assert.are.equal(1, outcome.starts)
+    assert.are.equal(1, outcome.resumes)
+    assert.are.equal("running", outcome.replication.Status)
+    assert.are.equal(100, outcome.replication.ReplicationStats.FullLoadProgressPercent)
+    assert.are.same({ "start-replication", "resume-processing" }, start_types())
+    for _, r in ipairs(starts()) do assert.are.equal(200, r.status) end   -- none refused
+    local stopped = find(events, "stopped")
+    assert.are.equal("Stop Reason RECOVERABLE_ERROR", stopped.stop_reason)
+    assert.are.equal("stopped", stopped.status)
+    assert.truthy(find(events, "resume_wait"))
+    assert.truthy(find(events, "resume_sent"))
+  end)
+
+  it("resumes after the stop reasons AWS spells in full (STOPPED_DUE_TO_LOW_MEMORY)", function()
+    emu:stop_replication({ arn = ARN, reason = "STOPPED_DUE_TO_LOW_MEMORY", at_progress = 30 })
+    local outcome, err = workflow.run(client, (options({ wait_for = "full-load-complete" })))
+    assert.is_nil(err)
+    assert.are.equal(1, outcome.resumes)
+    assert.are.same({ "start-replication", "resume-processing" }, start_types())
+  end)
+
+  it("does not resume a stop whose reason resume.on does not list", function()
+    emu:stop_replication({ arn = ARN, reason = "RECOVERABLE_ERROR", at_progress = 30 })
+    local _, err = workflow.run(client, (options({ wait_for = "full-load-complete",
+                                                   resume = { on = { "LOW_DISK" } } })))
+    assert.are.equal("Stopped", err.code)
+    assert.are.equal(1, #starts())
+  end)
+
+  it("never resumes a fatal stop", function()
+    emu:stop_replication({ arn = ARN, reason = "FATAL_ERROR", at_progress = 50, message = "Last Error ORA-01555" })
+    local opts, events = options({ wait_for = "full-load-complete",
+                                   resume = { on = { "FATAL_ERROR", "RECOVERABLE_ERROR" }, backoff = 0.01 } })
+    local outcome, err = workflow.run(client, opts)
+    assert.is_nil(outcome)
+    assert.are.equal("FatalStop", err.code)
+    assert.truthy(err.message:find("ORA-01555", 1, true))
+    assert.are.equal("failed", err.replication.Status)
+    assert.are.equal("Stop Reason FATAL_ERROR", err.stop_reason)
+    assert.are.equal("failed", find(events, "stopped").status)
+    core.sleep(0.1)
+    assert.are.equal(1, #starts())
+    -- and a new run does not resume it either
+    local _, again = workflow.run(client, (options()))
+    assert.are.equal("FatalStop", again.code)
+    assert.are.equal(1, #starts())
+  end)
+
+  it("describes instead of re-sending a start whose answer was lost", function()
+    emu:fault({ operation = "StartReplication", fault = "drop_after" })
+    local opts, events = options()
+    local outcome, err = workflow.run(client, opts)
+    assert.is_nil(err)
+    assert.are.equal("running", outcome.replication.Status)
+    assert.are.equal(1, outcome.starts)
+    assert.are.equal(1, #starts())
+    assert.are.equal("drop_after", starts()[1].fault)
+    assert.truthy(find(events, "start_unknown"))
+    assert.are.equal("described", find(events, "started").how)
+  end)
+
+  it("backs off and keeps polling when DescribeReplications stays throttled", function()
+    emu:fault({ operation = "DescribeReplications", fault = "throttle", count = 5 })
+    local opts, events = options()
+    local outcome, err = workflow.run(client, opts)
+    assert.is_nil(err)
+    assert.are.equal("running", outcome.replication.Status)
+    assert.are.equal(1, #starts())
+    local throttled = find(events, "throttled")
+    assert.are.equal("ThrottlingException", throttled.code)
+    assert.truthy(throttled.delay > 0)
+    local n = 0
+    for _, r in ipairs(emu:requests("DescribeReplications")) do
+      if r.fault == "throttle" then n = n + 1 end
+    end
+    assert.are.equal(5, n)
+  end)
+
+  it("resumes right after a stop without a start DMS refuses for capacity", function()
+    assert(workflow.run(client, (options())))
+    local stopped = assert(workflow.stop(client, (options({ wait_for = "stopping" }))))
+    assert.are.equal("stopping", stopped.replication.Status)
+    local outcome, err = workflow.resume(client, (options({ poll = { interval = 0.002, timeout = 30 } })))
+    assert.is_nil(err)
+    assert.are.equal("deprovisioned", find(outcome.events, "start_sent").provision_state)
+    assert.are.same({ "start-replication", "resume-processing" }, start_types())
+    for _, r in ipairs(starts()) do assert.are.equal(200, r.status) end   -- none refused
+  end)
+
+  it("chooses resume-processing for a stopped CDC replication and never reload-target", function()
+    emu:replication({ arn = emulator.ARN_CDC, type = "cdc", status = "stopped", stop_reason = "NORMAL" })
+    local outcome, err = workflow.run(client, (options({ replication_config_arn = emulator.ARN_CDC })))
+    assert.is_nil(err)
+    assert.are.equal("resume-processing", outcome.start_type)
+    assert.are.same({ "resume-processing" }, start_types())
+  end)
+
+  it("sends reload-target only when asked for and allowed, and says so loudly", function()
+    emu:replication({ arn = emulator.ARN_CDC, type = "cdc", status = "stopped" })
+    local _, err = workflow.run(client, (options({ replication_config_arn = emulator.ARN_CDC,
+                                                   start_type = "reload-target" })))
+    assert.are.equal("ReloadNotAllowed", err.code)
+    assert.are.equal(0, #emu:requests())
+    local logged = {}
+    local loud = emu:client({ logger = function(level, message) logged[#logged + 1] = level .. " " .. message end })
+    local opts, events = options({ replication_config_arn = emulator.ARN_CDC, start_type = "reload-target",
+                                   allow_reload_target = true })
+    local outcome = assert(workflow.run(loud, opts))
+    assert.are.equal("reload-target", outcome.start_type)
+    assert.are.same({ "reload-target" }, start_types())
+    assert.truthy(find(events, "warning").message:find("RELOAD-TARGET", 1, true))
+    local warned = false
+    for _, l in ipairs(logged) do warned = warned or l:find("^warn RELOAD%-TARGET") ~= nil end
+    assert.is_true(warned)
+    loud:close()
+  end)
+
+  it("refuses to start a full-load replication again without an explicit start type", function()
+    emu:replication({ arn = emulator.ARN_FULL_LOAD, type = "full-load", status = "stopped",
+                      stop_reason = "FULL_LOAD_ONLY_FINISHED" })
+    local _, err = workflow.run(client, (options({ replication_config_arn = emulator.ARN_FULL_LOAD })))
+    assert.are.equal("StartTypeRequired", err.code)
+    assert.are.equal(0, #starts())
+    local outcome = assert(workflow.run(client, (options({ replication_config_arn = emulator.ARN_FULL_LOAD,
+      start_type = "start-replication", wait_for = "stopped" }))))
+    assert.are.equal("Stop Reason FULL_LOAD_ONLY_FINISHED", outcome.replication.StopReason)
+    assert.are.equal(1, #starts())
+  end)
+
+  it("gives up after resume.max_attempts automatic resumes", function()
+    emu:stop_replication({ arn = ARN, reason = "RECOVERABLE_ERROR", at_progress = 20 })
+    local opts = options({ wait_for = "full-load-complete", resume = { max_attempts = 1, backoff = 0.01 } })
+    local inner = opts.on_event
+    opts.on_event = function(ev)
+      inner(ev)
+      if ev.type == "started" and ev.resume then
+        emu:stop_replication({ arn = ARN, reason = "RECOVERABLE_ERROR", at_progress = 60 })
+      end
+    end
+    local _, err = workflow.run(client, opts)
+    assert.are.equal("ResumeLimit", err.code)
+    assert.are.same({ "start-replication", "resume-processing" }, start_types())
+  end)
+
+  it("times out with a Timeout error and goes on from its state file next time", function()
+    local state = dir .. "/timeout.json"
+    local _, err = workflow.run(client, (options({ state_file = state, wait_for = "full-load-complete",
+                                                   poll = { interval = 0.02, timeout = 0.05 } })))
+    assert.are.equal("Timeout", err.code)
+    assert.are.equal("workflow", err.kind)
+    local saved = cjson.decode(read(state))
+    assert.are.equal("waiting", saved.phase)
+    assert.is_true(saved.start_sent)
+    assert.are.equal(1, saved.starts)
+    local outcome = assert(workflow.run(client, (options({ state_file = state, wait_for = "full-load-complete" }))))
+    assert.are.equal(1, outcome.starts)
+    assert.are.equal(1, #starts())
+    assert.are.equal("done", cjson.decode(read(state)).phase)
+  end)
+
+  describe("after a crash", function()
+    local function pending_state(path, before)
+      write(path, cjson.encode({
+        version = 1, arn = ARN, phase = "starting", start_sent = true, start_pending = true,
+        pending_type = "start-replication", pending_resume = false, starts = 0, resumes = 0,
+        start_attempts = 1, before = before, pid = 999999,
+      }))
+    end
+
+    it("counts a pending start that reached DMS as sent", function()
+      local path = dir .. "/crash1.json"
+      pending_state(path, { status = "created" })
+      assert(client:start_replication({ ReplicationConfigArn = ARN, StartReplicationType = "start-replication" }))
+      local opts, events = options({ state_file = path })
+      local outcome, err = workflow.run(client, opts)
+      assert.is_nil(err)
+      assert.are.equal(1, outcome.starts)
+      assert.are.equal(1, #starts())
+      assert.are.equal("described after a restart", find(events, "started").how)
+      local saved = cjson.decode(read(path))
+      assert.are.equal("done", saved.phase)
+      assert.is_false(saved.start_pending)
+    end)
+
+    it("sends a pending start that never reached DMS, once", function()
+      local path = dir .. "/crash2.json"
+      pending_state(path, { status = "created" })
+      local outcome = assert(workflow.run(client, (options({ state_file = path }))))
+      assert.are.equal(1, outcome.starts)
+      assert.are.same({ "start-replication" }, start_types())
+    end)
+
+    it("resumes a run of its own that stopped while it was down", function()
+      local path = dir .. "/crash3.json"
+      emu:replication({ arn = ARN, status = "stopped", stop_reason = "RECOVERABLE_ERROR", full_load_progress = 40 })
+      write(path, cjson.encode({ version = 1, arn = ARN, phase = "waiting", start_sent = true,
+        start_pending = false, run_started = true, starts = 1, resumes = 0, start_type = "start-replication" }))
+      local outcome = assert(workflow.run(client, (options({ state_file = path }))))
+      assert.are.equal(1, outcome.starts)
+      assert.are.equal(1, outcome.resumes)
+      assert.are.same({ "resume-processing" }, start_types())
+    end)
+
+    it("refuses a state file of another replication", function()
+      local path = dir .. "/other.json"
+      write(path, cjson.encode({ arn = emulator.ARN_CDC, phase = "waiting" }))
+      local _, err = workflow.run(client, (options({ state_file = path })))
+      assert.are.equal("StateMismatch", err.code)
+      assert.are.equal(0, #emu:requests())
+    end)
+  end)
+
+  describe("lock", function()
+    it("keeps a second runbook off a replication another process drives", function()
+      local state = dir .. "/locked.json"
+      local pid, pipe = hold_lock(dir, state .. ".lock")
+      local _, err = workflow.run(client, (options({ state_file = state })))
+      assert.are.equal("Locked", err.code)
+      assert.are.equal(tonumber(pid), err.pid)
+      assert.are.equal(0, #emu:requests())
+      os.execute("kill " .. pid)
+      pipe:close()
+      assert(workflow.run(client, (options({ state_file = state }))))
+      assert.are.equal(1, #starts())
+    end)
+
+    it("derives the lock from the ARN without a state file, and a process may take it again", function()
+      local s = assert(workflow.Session.new(client, options()))
+      local path = s:lock_path()
+      assert.are.equal(dir, path:match("^(.*)/"))
+      assert.truthy(path:find("ABCDEFGHIJKLMNOPQRSTUVWX03", 1, true))
+      local h1 = assert(workflow.lock_acquire(path))
+      local h2 = assert(workflow.lock_acquire(path))
+      assert.are.equal(h1, h2)
+      workflow.lock_release(h2)
+      workflow.lock_release(h1)
+    end)
+
+    describe("without the C functions", function()
+      local saved
+      before_each(function()
+        saved = { lock = core.lock, write_file_atomic = core.write_file_atomic, pid = core.pid }
+        core.lock, core.write_file_atomic, core.pid = nil, nil, nil
+      end)
+      after_each(function()
+        core.lock, core.write_file_atomic, core.pid = saved.lock, saved.write_file_atomic, saved.pid
+      end)
+
+      it("uses a pid file, refuses a live holder and takes over from a dead one", function()
+        assert.are.equal(saved.pid(), workflow.getpid())
+        local state = dir .. "/fallback.json"
+        local p = assert(io.popen("exec sh -c 'echo $$; exec sleep 30'"))
+        local live = p:read("*l")
+        write(state .. ".lock", live .. "\n")
+        local _, err = workflow.run(client, (options({ state_file = state })))
+        assert.are.equal("Locked", err.code)
+        assert.are.equal(tonumber(live), err.pid)
+        os.execute("kill " .. live)
+        p:close()
+        assert.is_false(workflow.process_alive(tonumber(live)))
+        local outcome, err2 = workflow.run(client, (options({ state_file = state })))
+        assert.is_nil(err2)
+        local warning = find(outcome.events, "warning")
+        assert.truthy(warning.message:find("took over", 1, true))
+        assert.is_nil(read(state .. ".lock"))           -- released
+        local saved_state = cjson.decode(read(state))
+        assert.are.equal("done", saved_state.phase)
+        assert.are.equal(ARN, saved_state.arn)
+      end)
+    end)
+  end)
+
+  describe("steps on their own", function()
+    it("start, wait, stop until the capacity is released, resume, wait", function()
+      local started = assert(workflow.start(client, (options({ assessment = { ResultLocationFolder = "x" } }))))
+      assert.are.equal("initializing", started.replication.Status)
+      assert.are.equal(1, started.starts)
+      local ready = assert(workflow.wait(client, (options({ wait_for = "running" }))))
+      assert.are.equal("running", ready.replication.Status)
+      local stopped = assert(workflow.stop(client, (options({ wait_for = "deprovisioned" }))))
+      assert.are.equal("stopped", stopped.replication.Status)
+      assert.are.equal("Stop Reason NORMAL", stopped.replication.StopReason)
+      assert.are.equal("deprovisioned", stopped.replication.ProvisionData.ProvisionState)
+      local resumed = assert(workflow.resume(client, (options())))
+      assert.are.equal("resume-processing", resumed.start_type)
+      assert(workflow.wait(client, (options({ wait_for = "full-load-complete" }))))
+      assert.are.same({ "start-replication", "resume-processing" }, start_types())
+      assert.are.equal(1, #emu:requests("StopReplication"))
+      -- start finds it running: nothing sent
+      local again = assert(workflow.start(client, (options())))
+      assert.are.equal(0, again.starts)
+      assert.are.equal(2, #starts())
+      local repl = assert(workflow.describe(client, ARN))
+      assert.are.equal("running", repl.Status)
+    end)
+
+    it("wait reports a recoverable stop without resuming it", function()
+      emu:stop_replication({ arn = ARN, reason = "RECOVERABLE_ERROR", at_progress = 10 })
+      assert(workflow.start(client, (options())))
+      local _, err = workflow.wait(client, (options({ wait_for = "full-load-complete" })))
+      assert.are.equal("RecoverableStop", err.code)
+      assert.are.equal(1, #starts())
+    end)
+
+    it("assess returns the result of the assessment, or AssessmentFailed", function()
+      local outcome = assert(workflow.assess(client, (options({ assessment = { ResultLocationFolder = "a" } }))))
+      assert.are.equal("passed", outcome.assessment.Status)
+      assert.are.equal(1, #starts())
+      emu:reset()
+      emu:assessment({ arn = ARN, result = "failed" })
+      local _, err = workflow.assess(client, (options()))
+      assert.are.equal("AssessmentFailed", err.code)
+      assert.are.equal(1, #starts())
+    end)
+
+    it("resume refuses a replication that never ran and one that failed fatally", function()
+      local _, err = workflow.resume(client, (options()))
+      assert.are.equal("NotStarted", err.code)
+      emu:replication({ arn = ARN, status = "failed" })
+      _, err = workflow.resume(client, (options()))
+      assert.are.equal("FatalStop", err.code)
+      assert.are.equal(0, #starts())
+    end)
+  end)
+
+  describe("with a scripted client", function()
+    -- a client whose answers are given in order, to reach cases the emulator
+    -- cannot produce (a describe that lags behind a start)
+    local function scripted(script)
+      local c = { calls = {}, sleep = function() end, clock = core.now }
+      local function next_answer(op, params)
+        c.calls[#c.calls + 1] = { op = op, params = params }
+        local list = script[op]
+        local answer = table.remove(list, 1) or list.last
+        if type(answer) == "function" then return answer(params) end
+        if answer.err then return nil, core.error(answer.err) end
+        return answer
+      end
+      function c.describe_replications(_, params) return next_answer("DescribeReplications", params) end
+      function c.start_replication(_, params) return next_answer("StartReplication", params) end
+      function c.stop_replication(_, params) return next_answer("StopReplication", params) end
+      return c
+    end
+    local function repl(status, extra)
+      local r = { ReplicationConfigArn = ARN, ReplicationType = "cdc", Status = status, ReplicationStats = {} }
+      for k, v in pairs(extra or {}) do r[k] = v end
+      return { Replications = { r } }
+    end
+
+    it("treats InvalidResourceStateFault after its own unanswered start as started", function()
+      local running = repl("running", { ReplicationStats = { StartDate = 100 } })
+      local c = scripted({
+        DescribeReplications = { repl("created"), repl("created"), repl("created"), last = running },
+        StartReplication = {
+          { err = { kind = "transport", code = "Timeout", message = "timed out", retryable = true,
+                    outcome_unknown = true, not_resent = true } },
+          { err = { kind = "service", code = "InvalidResourceStateFault", status = 400,
+                    message = "Replication is in INITIALIZING state and cannot start" } },
+        },
+      })
+      local opts, events = options({ lock = false })
+      local outcome, err = workflow.run(c, opts)
+      assert.is_nil(err)
+      assert.are.equal(1, outcome.starts)
+      assert.are.equal("refused after an earlier attempt", find(events, "started").how)
+      local n = 0
+      for _, call in ipairs(c.calls) do if call.op == "StartReplication" then n = n + 1 end end
+      assert.are.equal(2, n)
+      assert.are.equal(1, count(events, "start_unknown"))
+    end)
+
+    it("waits until the capacity is deprovisioned before it resumes", function()
+      local function stopped(state)
+        return repl("stopped", { StopReason = "Stop Reason NORMAL", StartReplicationType = "start-replication",
+          ReplicationStats = { StartDate = 10, StopDate = 20 }, ProvisionData = { ProvisionState = state } })
+      end
+      local c = scripted({
+        DescribeReplications = { stopped("deprovisioning"), stopped("deprovisioning"), stopped("deprovisioned"),
+                                 last = repl("running", { ReplicationStats = { StartDate = 30 } }) },
+        StartReplication = { function(params)
+          return { Replication = repl("initializing", { StartReplicationType = params.StartReplicationType,
+                                                        ReplicationStats = { StartDate = 30 } }).Replications[1] }
+        end },
+      })
+      local outcome = assert(workflow.run(c, (options({ lock = false }))))
+      assert.are.equal("resume-processing", outcome.start_type)
+      assert.are.same({ "described", "capacity_wait", "capacity", "start_sent", "started", "status", "done" },
+                      types(outcome.events))
+      assert.are.equal("deprovisioned", find(outcome.events, "start_sent").provision_state)
+      local ops = {}
+      for _, call in ipairs(c.calls) do ops[#ops + 1] = call.op end
+      assert.are.same({ "DescribeReplications", "DescribeReplications", "DescribeReplications", "StartReplication",
+                        "DescribeReplications" }, ops)
+    end)
+
+    it("returns an error instead of raising when the client raises", function()
+      local c = scripted({ DescribeReplications = { function() error("boom") end } })
+      local ok, outcome, err = pcall(workflow.run, c, (options({ lock = false })))
+      assert.is_true(ok)
+      assert.is_nil(outcome)
+      assert.are.equal("InternalError", err.code)
+    end)
+
+    it("keeps going when on_event raises", function()
+      local c = scripted({ DescribeReplications = { last = repl("running") } })
+      local outcome = assert(workflow.run(c, (options({ lock = false, on_event = function() error("x") end }))))
+      assert.are.equal("running", outcome.replication.Status)
+      assert.are.same({ "described", "done" }, types(outcome.events))
+    end)
+
+    it("validates its options before any request", function()
+      local c = scripted({ DescribeReplications = {} })
+      for _, bad in ipairs({ { wait_for = "forever" }, { poll = { interval = -1 } }, { assessment = "yes" },
+                             { replication_config_arn = false }, { start_type = "restart" } }) do
+        local o = options(bad)
+        if bad.replication_config_arn == false then o.replication_config_arn = nil end
+        local _, err = workflow.run(c, o)
+        assert.are.equal("validation", err.kind)
+      end
+      assert.are.equal(0, #c.calls)
+    end)
+  end)
+end)
