@@ -572,7 +572,7 @@ function Session:observe(repl, quiet)
       message = a.LastFailureMessage,
     })
   end
-  if now.capacity ~= seen.capacity and seen.status ~= nil then
+  if now.capacity ~= seen.capacity and seen.status ~= nil and now.status == seen.status then
     self:emit("capacity", repl)
   end
 end

@@ -1,0 +1,232 @@
+-- bin/dms-runbook as a subprocess against the local DMS endpoint: exit codes,
+-- JSON events, a runbook killed with SIGKILL and run again, two runbooks on one
+-- replication.
+local cjson = require "cjson"
+local core = require "dms.core"
+local emulator = require "support.emulator"
+
+local ARN = emulator.ARN_FULL_LOAD_AND_CDC
+local JIT = type(jit) == "table"
+local LUA = JIT and "luajit" or "lua5.4"
+local CPATH = JIT and "build/luajit/?.so;;" or "build/?.so;;"
+local ENV = table.concat({
+  "LUA_PATH='lua/?.lua;lua/?/init.lua;;'",
+  "LUA_CPATH='" .. CPATH .. "'",
+  "AWS_ACCESS_KEY_ID=" .. emulator.ACCESS_KEY,
+  "AWS_SECRET_ACCESS_KEY='" .. emulator.SECRET_KEY .. "'",
+  "AWS_REGION=us-east-1",
+  "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
+  "TERM=dumb",
+}, " ")
+
+local function tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  return dir
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+local function lines(text)
+  local out = {}
+  for line in (text or ""):gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+describe("bin/dms-runbook", function()
+  local emu, slow, dir
+
+  setup(function()
+    emu = emulator.start({ speed = 20000 })
+    slow = emulator.start({ speed = 3000 })      -- a start takes about a second
+    dir = tmpdir()
+  end)
+  teardown(function()
+    if emu then emu:stop() end
+    if slow then slow:stop() end
+    if dir then os.execute("rm -rf " .. dir) end
+  end)
+  before_each(function()
+    emu:reset()
+    slow:reset()
+  end)
+
+  local function command(args, endpoint)
+    return ENV .. " " .. LUA .. " bin/dms-runbook " .. args .. " --endpoint " .. (endpoint or emu.url)
+      .. " --lock-dir " .. dir
+  end
+
+  -- runs to the end; returns exit code, stdout, stderr
+  local function runbook(args, endpoint)
+    local err_file = dir .. "/stderr"
+    local p = assert(io.popen(command(args, endpoint) .. " 2>" .. err_file .. "; echo \"__exit=$?\""))
+    local out = p:read("*a")
+    p:close()
+    local code = tonumber(out:match("__exit=(%d+)%s*$"))
+    return code, out:gsub("__exit=%d+%s*$", ""), read(err_file) or ""
+  end
+
+  -- starts in the background; returns its pid and the file its stdout goes to
+  local function background(args, endpoint, name)
+    local out = dir .. "/" .. name .. ".out"
+    local p = assert(io.popen(command(args, endpoint) .. " >" .. out .. " 2>&1 & echo $!"))
+    local pid = p:read("*l")
+    p:close()
+    return pid, out
+  end
+
+  local function events(stdout)
+    local out = {}
+    for _, line in ipairs(lines(stdout)) do out[#out + 1] = cjson.decode(line) end
+    return out
+  end
+
+  local function wait_until(pred, seconds)
+    local deadline = core.monotonic() + (seconds or 10)
+    while not pred() do
+      assert(core.monotonic() < deadline, "timed out waiting")
+      core.sleep(0.01)
+    end
+  end
+
+  local function start_types(e)
+    local out = {}
+    for _, r in ipairs(e:requests("StartReplication")) do out[#out + 1] = r.body.StartReplicationType end
+    return out
+  end
+
+  it("documents its commands and exit codes", function()
+    local code, out = runbook("--help")
+    assert.are.equal(0, code)
+    for _, word in ipairs({ "run", "start", "resume", "stop", "status", "--arn", "--region", "--profile",
+                            "--endpoint", "--state-file", "--json", "Exit codes", "3  the premigration assessment",
+                            "4  the replication stopped with a fatal error", "5  timeout", "2  bad usage" }) do
+      assert.truthy(out:find(word, 1, true), word)
+    end
+  end)
+
+  it("exits 2 on bad usage", function()
+    assert.are.equal(2, (runbook("frobnicate --arn " .. ARN)))
+    assert.are.equal(2, (runbook("run")))
+    assert.are.equal(2, (runbook("run --arn " .. ARN .. " --wait-for forever")))
+    assert.are.equal(2, (runbook("run --arn " .. ARN .. " --poll-interval soon")))
+    local code, _, err = runbook("run --arn " .. ARN .. " --start-type reload-target")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("--allow-reload-target", 1, true))
+    assert.are.equal(0, #emu:requests("StartReplication"))
+  end)
+
+  it("runs a replication to running, one JSON event per line when stdout is not a terminal", function()
+    local code, out, err = runbook("run --arn " .. ARN .. " --assess-folder assess --poll-interval 0.05")
+    assert.are.equal(0, code, err)
+    local evs = events(out)
+    assert.are.equal("described", evs[1].type)
+    assert.are.equal("done", evs[#evs].type)
+    assert.are.equal("running", evs[#evs].status)
+    for _, ev in ipairs(evs) do
+      assert.are.equal(ARN, ev.arn)
+      assert.are.equal("number", type(ev.time))
+    end
+    assert.are.same({ "start-replication" }, start_types(emu))
+    assert.is_nil(out:find(emulator.SECRET_KEY, 1, true))
+  end)
+
+  it("shows the status", function()
+    local code, out = runbook("status --arn " .. ARN .. " --json")
+    assert.are.equal(0, code)
+    local evs = events(out)
+    assert.are.equal(1, #evs)
+    assert.are.equal("created", evs[1].status)
+    assert.are.equal("full-load-and-cdc", evs[1].replication_type)
+  end)
+
+  it("exits 3 when the assessment fails, without a second start", function()
+    emu:assessment({ arn = ARN, result = "failed" })
+    local code, out = runbook("run --arn " .. ARN .. " --assess-folder assess --poll-interval 0.05")
+    assert.are.equal(3, code)
+    local evs = events(out)
+    assert.are.equal("error", evs[#evs].type)
+    assert.are.equal("AssessmentFailed", evs[#evs].code)
+    assert.are.equal(1, #emu:requests("StartReplication"))
+  end)
+
+  it("exits 4 on a fatal stop and does not resume it", function()
+    emu:stop_replication({ arn = ARN, reason = "FATAL_ERROR", at_progress = 40 })
+    local code = runbook("run --arn " .. ARN .. " --wait-for full-load-complete --poll-interval 0.05")
+    assert.are.equal(4, code)
+    assert.are.same({ "start-replication" }, start_types(emu))
+  end)
+
+  it("resumes after a recoverable stop", function()
+    emu:stop_replication({ arn = ARN, reason = "RECOVERABLE_ERROR", at_progress = 40 })
+    local code = runbook("run --arn " .. ARN .. " --wait-for full-load-complete --poll-interval 0.05"
+      .. " --resume-backoff 0.05")
+    assert.are.equal(0, code)
+    assert.are.same({ "start-replication", "resume-processing" }, start_types(emu))
+  end)
+
+  it("exits 5 on a timeout", function()
+    local code, out = runbook("run --arn " .. ARN .. " --poll-interval 0.05 --timeout 0.05")
+    assert.are.equal(5, code)
+    assert.are.equal("Timeout", events(out)[#events(out)].code)
+  end)
+
+  it("stops, starts and resumes as separate commands", function()
+    assert.are.equal(0, (runbook("start --arn " .. ARN .. " --wait-for running --poll-interval 0.05")))
+    assert.are.equal(0, (runbook("stop --arn " .. ARN .. " --wait-for deprovisioned --poll-interval 0.05")))
+    local _, out = runbook("status --arn " .. ARN .. " --json")
+    local ev = events(out)[1]
+    assert.are.equal("stopped", ev.status)
+    assert.are.equal("deprovisioned", ev.provision_state)
+    assert.are.equal(0, (runbook("resume --arn " .. ARN .. " --wait-for running --poll-interval 0.05")))
+    assert.are.same({ "start-replication", "resume-processing" }, start_types(emu))
+  end)
+
+  it("killed with SIGKILL after the start and run again: one start, no reload, ends running", function()
+    local state = dir .. "/killed.json"
+    local args = "run --arn " .. ARN .. " --state-file " .. state .. " --poll-interval 0.05"
+    local pid = background(args, slow.url, "killed")
+    wait_until(function() return #slow:requests("StartReplication") == 1 end)
+    assert.are.equal(0, (os.execute("kill -9 " .. pid) and 0))
+    local saved = cjson.decode(read(state))
+    assert.is_true(saved.start_sent)
+    assert.are.equal(ARN, saved.arn)
+    local repl = slow:replications().replications[3]
+    assert.are_not.equal("running", repl.Status)         -- it was killed mid-run
+
+    local code, out, err = runbook(args, slow.url)
+    assert.are.equal(0, code, err)
+    local evs = events(out)
+    assert.are.equal("described", evs[1].type)
+    assert.are_not.equal("new", evs[1].phase)
+    assert.are.equal("done", evs[#evs].type)
+    assert.are.equal("running", evs[#evs].status)
+    assert.are.equal(1, evs[#evs].starts)
+    assert.are.same({ "start-replication" }, start_types(slow))
+    local finished = cjson.decode(read(state))
+    assert.are.equal("done", finished.phase)
+    assert.are.equal(1, finished.starts)
+  end)
+
+  it("refuses a second runbook on the same replication with exit code 6", function()
+    local state = dir .. "/busy.json"
+    local args = "run --arn " .. ARN .. " --state-file " .. state .. " --poll-interval 0.05"
+    local pid, first_out = background(args, slow.url, "first")
+    wait_until(function() return #slow:requests("StartReplication") == 1 end)
+    local code, out, err = runbook(args, slow.url)
+    assert.are.equal(6, code)
+    assert.truthy(err:find("Locked", 1, true))
+    assert.truthy(err:find(pid, 1, true))
+    assert.are.equal("Locked", events(out)[1].code)
+    -- the first one finishes undisturbed
+    wait_until(function() return (read(first_out) or ""):find('"type":"done"', 1, true) ~= nil end)
+    assert.are.same({ "start-replication" }, start_types(slow))
+  end)
+end)
