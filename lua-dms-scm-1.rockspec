@@ -41,5 +41,6 @@ build = {
       ["dms.model"] = "lua/dms/model.lua",
       ["dms.retry"] = "lua/dms/retry.lua",
       ["dms.transport.curl"] = "lua/dms/transport/curl.lua",
+      ["dms.transport.ngx"] = "lua/dms/transport/ngx.lua",
    },
 }

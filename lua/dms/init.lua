@@ -70,7 +70,7 @@ local function check_types(config)
     region = "string", profile = "string", endpoint = "string", timeout = "table",
     retry = "table", logger = "function", max_response_bytes = "number",
     ca_file = "string", insecure = "boolean", clock = "function", sleep = "function",
-    random = "function", env = "table", user_agent = "string",
+    random = "function", env = "table", user_agent = "string", http_client = "string",
   }
   for k, t in pairs(spec) do
     if config[k] ~= nil and type(config[k]) ~= t then
@@ -309,6 +309,7 @@ function M.new(config)
       connect_timeout = timeout.connect or 5, timeout = timeout.total or 60,
       max_response_bytes = config.max_response_bytes or 8 * 1024 * 1024,
       ca_file = config.ca_file, insecure = config.insecure == true,
+      http_client = config.http_client,   -- cosockets: "auto" | "builtin" | "resty.http"
     },
   }, Client)
   if config.insecure then
