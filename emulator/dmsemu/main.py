@@ -2,6 +2,7 @@
 
 import argparse
 import signal
+import ssl
 import sys
 import threading
 
@@ -31,6 +32,8 @@ def parse_args(argv):
                         help="StartReplication on an unknown ARN creates a full-load-and-cdc config")
     parser.add_argument("--key", action="append", default=[], metavar="AK:SK[:TOKEN]",
                         help="accepted credentials (repeatable; default AKIDEXAMPLE and its example secret)")
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    parser.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     return parser.parse_args(argv)
 
@@ -47,6 +50,11 @@ def main(argv=None):
     verifier = Verifier(credentials or [DEFAULT_CREDENTIALS], clock.signing_now)
     server = EmulatorServer(("127.0.0.1", args.port), Emulator(clock, seed, args.auto_create),
                             verifier, args.verbose)
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.scheme = "https"
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -58,10 +58,12 @@ class EmulatorServer(ThreadingHTTPServer):
         self.verifier = verifier
         self.verbose = verbose
 
+    scheme = "http"
+
     @property
     def url(self):
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
 
 class Handler(BaseHTTPRequestHandler):

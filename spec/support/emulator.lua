@@ -38,7 +38,7 @@ function M.start(opts)
   local pipe = assert(io.popen(cmd, "r"))
   local pid = pipe:read("*l")
   local url = pipe:read("*l")
-  if not url or not url:match("^http://127%.0%.0%.1:%d+$") then
+  if not url or not url:match("^https?://127%.0%.0%.1:%d+$") then
     pipe:close()
     error("the emulator did not start (see /tmp/dms-emulator-spec.log): " .. tostring(url))
   end
