@@ -69,7 +69,11 @@ int dms_http_global_init(void)
 
 const char *dms_http_version(void)
 {
-    return curl_version();
+    /* curl_version() would probe libldap, whose one-time setup never frees */
+    static char line[160];
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    snprintf(line, sizeof line, "libcurl/%s %s", v->version, v->ssl_version ? v->ssl_version : "");
+    return line;
 }
 
 dms_http *dms_http_new(void)

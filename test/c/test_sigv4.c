@@ -112,7 +112,7 @@ static int parse_req(char *text, parsed_req *r)
 
 static void run_case(const char *dir, const char *name)
 {
-    char path[1024], *req_text, *creq, *sts, *authz, *sreq, *tok;
+    char path[4096], *req_text, *creq, *sts, *authz, *sreq, *tok;
     parsed_req r;
     dms_sigv4_request q;
     dms_sigv4_result res;
@@ -179,7 +179,7 @@ static void walk(const char *dir)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    char sub[1024], req[1600];
+    char sub[2048], req[4096];
     struct stat st;
     if (!d)
         return;
