@@ -568,6 +568,24 @@ describe("dms.workflow", function()
                         "DescribeReplications" }, ops)
     end)
 
+    it("starts a replication its state file calls its own but DMS shows as never started", function()
+      local path = dir .. "/recreated.json"
+      write(path, cjson.encode({ version = 1, arn = ARN, phase = "waiting", start_sent = true, start_pending = false,
+        run_started = true, starts = 1, resumes = 0, run_start_date = 50 }))
+      local c = scripted({
+        DescribeReplications = { last = repl("created") },
+        StartReplication = { { Replication = repl("initializing", { ReplicationStats = { StartDate = 60 } })
+                                               .Replications[1] } },
+      })
+      local opts = options({ lock = false, state_file = path, poll = { interval = 0.001, timeout = 0.5 } })
+      local _, err = workflow.run(c, opts)
+      -- it waited through max_stale_polls stale views, then started it: once
+      local n = 0
+      for _, call in ipairs(c.calls) do if call.op == "StartReplication" then n = n + 1 end end
+      assert.are.equal(1, n)
+      assert.are.equal("Timeout", err and err.code)    -- the scripted describe never shows it running
+    end)
+
     it("returns an error instead of raising when the client raises", function()
       local c = scripted({ DescribeReplications = { function() error("boom") end } })
       local ok, outcome, err = pcall(workflow.run, c, (options({ lock = false })))

@@ -82,6 +82,7 @@ M.DEFAULTS = {
   resume_backoff = 60,        -- seconds before the first automatic resume, doubling
   max_resume_backoff = 900,
   max_refusals = 5,           -- InvalidResourceStateFault answers tolerated per call
+  max_stale_polls = 10,       -- describes that still show the replication as before our start
 }
 
 local THROTTLING = {
@@ -551,6 +552,7 @@ function Session:observe(repl, quiet)
   self.repl = repl
   if quiet then return end
   if now.status ~= seen.status then
+    if self.opened then self:save() end       -- best effort: the saves that matter are checked
     if repl.Status == "stopped" or repl.Status == "failed" then
       local fm = repl.FailureMessages
       self:emit("stopped", repl, { failure = type(fm) == "table" and fm[1] or nil })
@@ -734,6 +736,7 @@ function Session:confirm(start_type, repl, is_resume, how)
   s.run_start_date = stats(repl).StartDate
   s.phase = "waiting"
   self.ours = true
+  self.confirmed_here = true
   self.unknown_attempt = false
   self.repl = repl
   local ok, err = self:save()
@@ -920,12 +923,19 @@ function Session:ended(repl, allow_resume)
     tostring(repl.StopReason), self.wait_for), extra)
 end
 
--- a view that predates our own start (eventually consistent reads)
+-- a view that predates our own start (eventually consistent reads); after
+-- max_stale_polls such views the run is no longer taken as ours, and the caller
+-- decides again from what DMS shows
 function Session:stale(repl)
   if not self.ours or not STARTABLE[repl.Status] then return false end
-  if repl.Status == "created" then return true end
   local stop, start = stats(repl).StopDate, self.state.run_start_date
-  return stop ~= nil and start ~= nil and stop < start
+  if repl.Status ~= "created" and not (stop ~= nil and start ~= nil and stop < start) then return false end
+  self.stale_polls = (self.stale_polls or 0) + 1
+  -- a start DMS accepted during this call is waited for (until the deadline)
+  if self.confirmed_here or self.stale_polls <= M.DEFAULTS.max_stale_polls then return true end
+  self.ours = false
+  self.state.run_started = false
+  return false
 end
 
 -- polls until the target is reached or the run ends
@@ -999,11 +1009,11 @@ function Session:run_steps()
       if M.reached(self.wait_for, repl, true, true, self.resume_on) then return self:outcome(repl) end
       repl, err = self:watch(repl, true)
       if not repl then return self:fail(err) end
+    elseif STARTABLE[status] and self.ours and self:stale(repl) then
+      repl, err = self:watch(repl, true)
+      if not repl then return self:fail(err) end
     elseif STARTABLE[status] and self.ours then
-      if self:stale(repl) then
-        repl, err = self:watch(repl, true)
-        if not repl then return self:fail(err) end
-      elseif M.reached(self.wait_for, repl, true, true, self.resume_on) then
+      if M.reached(self.wait_for, repl, true, true, self.resume_on) then
         return self:outcome(repl)
       else
         local why = self:ended(repl, true)
