@@ -867,6 +867,10 @@ end
 -- the start type for a replication this run has not started yet
 function Session:choose_start_type(repl)
   local explicit = self.opts.start_type
+  if explicit and explicit ~= "start-replication" and repl.Status == "created" then
+    return nil, werr("NotStarted", self.arn .. " has never run: its first start is start-replication",
+      { replication = repl })
+  end
   if explicit then return explicit end
   if repl.Status == "created" or (repl.StartReplicationType == nil and stats(repl).StartDate == nil) then
     return "start-replication"
