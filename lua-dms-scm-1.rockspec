@@ -17,6 +17,7 @@ description = {
 dependencies = {
    "lua >= 5.1",
    "lua-cjson",
+   "argparse",          -- bin/dms-runbook
 }
 external_dependencies = {
    OPENSSL = { header = "openssl/evp.h" },
@@ -42,5 +43,9 @@ build = {
       ["dms.retry"] = "lua/dms/retry.lua",
       ["dms.transport.curl"] = "lua/dms/transport/curl.lua",
       ["dms.transport.ngx"] = "lua/dms/transport/ngx.lua",
+      ["dms.workflow"] = "lua/dms/workflow.lua",
+   },
+   install = {
+      bin = { ["dms-runbook"] = "bin/dms-runbook" },
    },
 }

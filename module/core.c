@@ -9,6 +9,8 @@
  *   core.timestamp(v) -> epoch | nil, msg
  *   core.error(t) -> t with the error metatable
  *   core.http() -> handle: handle:request(req) -> response | nil, err; handle:close()
+ *     req: url, method, headers, body, connect_timeout, timeout, max_response_bytes,
+ *          ca_file, insecure, fresh_connect
  *   core.sha256_hex(s) -> hex
  *   core.now(), core.monotonic(), core.sleep(s)   clock and sleep (the Lua layer injects its own)
  *   core.write_file_atomic(path, data) -> true | nil, msg
@@ -366,6 +368,8 @@ static int http_request(lua_State *L)
     req.ca_file = luaL_optstring(L, -1, NULL);
     lua_getfield(L, 2, "insecure");
     req.insecure = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "fresh_connect");
+    req.fresh_connect = lua_toboolean(L, -1);
     lua_getfield(L, 2, "max_response_bytes");
     if (!lua_isnil(L, -1)) {
         lua_Number m = luaL_checknumber(L, -1);
@@ -636,8 +640,13 @@ static int l_lock(lua_State *L)
         return 3;
     }
     n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
-    if (ftruncate(u->fd, 0) != 0 || pwrite(u->fd, buf, (size_t)n, 0) != n)
+    if (ftruncate(u->fd, 0) != 0 || pwrite(u->fd, buf, (size_t)n, 0) != n) {
+        int e = errno;
+        close(u->fd);           /* releases the lock at once, not at collection */
+        u->fd = -1;
+        errno = e;
         return push_errno(L, "cannot write lock", path);
+    }
     return 1;
 }
 

@@ -203,6 +203,9 @@ dms_http_status dms_http_perform(dms_http *h, const dms_http_request *req, dms_h
     }
     if (req->ca_file)
         SET(CURLOPT_CAINFO, req->ca_file);
+    /* libcurl sends a request again, unasked, when a reused connection closes
+     * before any answer: a non-idempotent call must not ride on one. */
+    SET(CURLOPT_FRESH_CONNECT, req->fresh_connect ? 1L : 0L);
     SET(CURLOPT_HTTPHEADER, list);
     SET(CURLOPT_ERRORBUFFER, h->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_body);

@@ -25,6 +25,8 @@ typedef struct {
     size_t max_response_bytes;
     const char *ca_file;            /* NULL: the system store */
     int insecure;                   /* 1: no peer or host verification */
+    int fresh_connect;              /* 1: a new connection, so that libcurl never re-sends
+                                       the request after a kept-alive connection dies */
 } dms_http_request;
 
 typedef enum {

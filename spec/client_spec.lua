@@ -188,6 +188,18 @@ describe("client against the local DMS endpoint", function()
       client:close()
     end)
 
+    it("never lets the HTTP client re-send a start on a kept-alive connection that died", function()
+      local client = emu:client()
+      assert(client:describe_replications({}))        -- a kept-alive connection now exists
+      emu:fault({ operation = "StartReplication", fault = "drop_after", count = 1 })
+      local _, err = client:start_replication({ ReplicationConfigArn = ARN,
+                                                StartReplicationType = "start-replication" })
+      assert.are.equal("ConnectionLost", err.code)
+      assert.are.equal(1, #emu:requests("StartReplication"))
+      assert(client:describe_replications({}))        -- and calls go on afterwards
+      client:close()
+    end)
+
     it("retries StartReplication after throttling: DMS did not act on it", function()
       local client = emu:client()
       emu:fault({ operation = "StartReplication", fault = "throttle", count = 1 })

@@ -109,7 +109,9 @@ for v in 5.4 5.1; do
              local c = assert(dms.new{ region = "us-east-1", credentials = { access_key = "a", secret_key = "b" } })
              assert(dms.core.sign{ method = "POST", path = "/", region = "r", service = "s",
                                    access_key = "a", secret_key = "b", time = 0 }.signature)
-             print("installed lua-dms " .. dms._VERSION .. " loads on " .. (jit and jit.version or _VERSION), c)')
+             print("installed lua-dms " .. dms._VERSION .. " loads on " .. (jit and jit.version or _VERSION), c)') \
+       && { [ "$v" != 5.4 ] || LUA_PATH="$tree/share/lua/$v/?.lua;$tree/share/lua/$v/?/init.lua;;" \
+            LUA_CPATH="$tree/lib/lua/$v/?.so;;" "$tree/bin/dms-runbook" --help | head -n 3; }
     then echo "rockspec on Lua $v: ok"; count 1 0 0
     else cat "$OUT/rock.log"; echo "rockspec on Lua $v: FAILED"; count 0 1 0; fi
 done

@@ -158,7 +158,7 @@ local function copy(t)
 end
 
 -- Signs and sends one attempt; returns result or nil, err.
-function Client:attempt(req)
+function Client:attempt(req, unsafe)
   local creds, cerr = self.credentials:get()
   if not creds then return nil, cerr end
   local transport, terr = self:transport()
@@ -178,11 +178,15 @@ function Client:attempt(req)
   end
   for _, h in ipairs(signed.headers) do headers[#headers + 1] = h end
   headers[#headers + 1] = { "User-Agent", self.user_agent }
+  -- fresh_connect: an HTTP client may re-send a request by itself when a
+  -- kept-alive connection turns out dead; a start or stop must not ride on one
+  local treq = { url = self.endpoint.url, method = req.method, headers = headers, body = req.body,
+                 fresh_connect = unsafe or nil }
   local resp, herr
   if type(transport) == "function" then
-    resp, herr = transport({ url = self.endpoint.url, method = req.method, headers = headers, body = req.body })
+    resp, herr = transport(treq)
   else
-    resp, herr = transport:request({ url = self.endpoint.url, method = req.method, headers = headers, body = req.body })
+    resp, herr = transport:request(treq)
   end
   if not resp then
     if type(herr) ~= "table" then
@@ -224,7 +228,7 @@ function Client:call(op, params)
   local attempt, last_cost = 0, nil
   while true do
     attempt = attempt + 1
-    local result, aerr = self:attempt(req)
+    local result, aerr = self:attempt(req, unsafe)
     if result then
       self.retry:succeeded(last_cost)
       result.ResponseMetadata.RetryAttempts = attempt - 1

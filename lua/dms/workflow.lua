@@ -746,17 +746,6 @@ function Session:confirm(start_type, repl, is_resume, how)
   return repl
 end
 
--- libcurl sends a request again, silently, when a kept-alive connection dies
--- before any answer; for StartReplication that would be a second start. Until
--- the curl transport opens a fresh connection for unsafe operations itself, the
--- workflow drops the client's kept-alive connection before sending one (the
--- client opens a new handle on its next call).
-local function fresh_connection(client)
-  if type(client) == "table" and rawget(client, "curl_transport") and type(client.close) == "function" then
-    pcall(client.close, client)
-  end
-end
-
 -- Sends one StartReplication of `start_type` (after the capacity is released).
 -- Returns the replication (started, or as described again when DMS refused so
 -- the caller decides again) | nil, err.
@@ -794,7 +783,6 @@ function Session:send_start(start_type, repl, is_resume)
     assessment_settings = params.PremigrationAssessmentSettings and true or nil,
   })
 
-  fresh_connection(self.client)
   local resp
   resp, err = self.client:start_replication(params)
   if resp and type(resp.Replication) == "table" then
@@ -1171,7 +1159,6 @@ function Session:stop_steps()
     local ok, serr = self:save({ phase = "stopping", stop_sent = true })
     if not ok then return self:fail(serr) end
     self:emit("stop_sent", repl)
-    fresh_connection(self.client)
     local resp
     resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
     if resp and type(resp.Replication) == "table" then
@@ -1183,7 +1170,6 @@ function Session:stop_steps()
       repl, err = self:poll_describe()
       if not repl then return self:fail(err) end
       if ACTIVE[repl.Status] and repl.Status ~= "stopping" then
-        fresh_connection(self.client)
         resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
         if not resp and err.code ~= "InvalidResourceStateFault" then return self:fail(err) end
         repl, err = self:poll_describe()

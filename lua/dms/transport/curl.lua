@@ -12,7 +12,7 @@ function M.new(opts)
   return setmetatable({ handle = core.http(), opts = opts }, Transport)
 end
 
--- req: {url=, method=, headers= {{name, value}...}, body=}
+-- req: {url=, method=, headers= {{name, value}...}, body=, fresh_connect=}
 -- -> {status=, headers= {lowercase = value}, body=} | nil, err
 function Transport:request(req)
   local o = self.opts
@@ -20,6 +20,7 @@ function Transport:request(req)
     url = req.url, method = req.method, headers = req.headers, body = req.body,
     connect_timeout = o.connect_timeout, timeout = o.timeout,
     max_response_bytes = o.max_response_bytes, ca_file = o.ca_file, insecure = o.insecure,
+    fresh_connect = req.fresh_connect,
   })
 end
 
