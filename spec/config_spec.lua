@@ -2,18 +2,8 @@
 local dms = require "dms"
 local config = require "dms.config"
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("*l")
-  p:close()
-  return d
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local support_files = require "support.files"
+local tmpdir, write = support_files.tmpdir, support_files.write
 
 -- A fake environment (config.env) so the process environment never leaks in.
 local function env(t) return t end

@@ -19,20 +19,8 @@ local ENV = table.concat({
   "TERM=dumb",
 }, " ")
 
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  return dir
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local files = require "support.files"
+local tmpdir, read = files.tmpdir, files.read
 
 local function lines(text)
   local out = {}

@@ -12,26 +12,8 @@ local SPEED = 20000
 local LUA = (type(jit) == "table") and "luajit" or "lua5.4"
 local CPATH = (type(jit) == "table") and "build/luajit/?.so;;" or "build/?.so;;"
 
-local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir))
-  return dir
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local files = require "support.files"
+local tmpdir, read, write = files.tmpdir, files.read, files.write
 
 local function types(events)
   local out = {}

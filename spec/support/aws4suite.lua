@@ -1,13 +1,8 @@
 -- Reads the AWS SigV4 test suite from shared/reference/aws4_testsuite.
+local files = require "support.files"
 local M = {}
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = files.read
 M.read = read
 
 -- The reference data lives beside the repository (../shared/reference), or

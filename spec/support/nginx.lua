@@ -33,26 +33,9 @@ local function run(cmd)
 end
 M.run = run
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local files = require "support.files"
+local exists, read, write = files.exists, files.read, files.write
 M.read = read
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 
 function M.repo_root()
   local ok, out = run("pwd")
