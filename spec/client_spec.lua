@@ -313,6 +313,41 @@ describe("client against the local DMS endpoint", function()
     end)
   end)
 
+  it("keeps secrets out of logs, errors and tostring", function()
+    local lines = {}
+    local rec = recording_transport()
+    local creds = { access_key = "ASIAEXAMPLETEMP", secret_key = "tempSecretKeyEXAMPLE",
+                    session_token = "FwoGZXIvYXdzEXAMPLETOKEN" }
+    local client = emu:client({ credentials = creds, transport = rec, retry = { max_attempts = 2 },
+      logger = function(level, msg, fields)
+        local parts = { level, msg }
+        for k, v in pairs(fields) do parts[#parts + 1] = k .. "=" .. tostring(v) end
+        lines[#lines + 1] = table.concat(parts, " ")
+      end })
+    emu:fault({ operation = "DescribeReplications", fault = "throttle", count = 2 })
+    local _, err = client:describe_replications({})
+    assert(client:describe_replications({}))
+    emu:fault({ operation = "StartReplication", fault = "500", count = 1 })
+    local _, serr = client:start_replication({ ReplicationConfigArn = ARN, StartReplicationType = "start-replication" })
+    assert.truthy(#lines >= 3)
+    local signatures = {}
+    for _, req in ipairs(rec.sent) do
+      signatures[#signatures + 1] = header(req, "Authorization"):match("Signature=(%x+)")
+    end
+    local texts = { tostring(err), tostring(serr), tostring(client) }
+    for _, t in ipairs({ err, serr }) do
+      for k, v in pairs(t) do texts[#texts + 1] = tostring(k) .. "=" .. tostring(v) end
+    end
+    for _, l in ipairs(lines) do texts[#texts + 1] = l end
+    for _, text in ipairs(texts) do
+      for _, secret in ipairs({ creds.secret_key, creds.session_token }) do
+        assert.falsy(text:find(secret, 1, true), text)
+      end
+      for _, sig in ipairs(signatures) do assert.falsy(text:find(sig, 1, true), text) end
+    end
+    rec:close()
+  end)
+
   it("refuses a connection on a closed port without sending anything", function()
     local port = emu.url:match(":(%d+)$")
     local client = assert(dms.new({ region = "us-east-1", endpoint = "http://127.0.0.1:1",
