@@ -80,7 +80,7 @@ section "busted under valgrind, garbage collector forced"
 LUA_PATH="$LUA_PATH_DEV" LUA_CPATH="build/?.so;;" valgrind -q --error-exitcode=3 \
     --leak-check=full --errors-for-leak-kinds=definite \
     lua5.4 -e 'collectgarbage("setpause", 0)' /usr/bin/busted spec/sigv4_spec.lua spec/shape_spec.lua \
-    spec/parse_spec.lua spec/retry_spec.lua >"$OUT/vg.log" 2>&1
+    spec/parse_spec.lua spec/retry_spec.lua spec/client_spec.lua spec/tls_spec.lua >"$OUT/vg.log" 2>&1
 rc=$?
 cat "$OUT/vg.log"
 set -- $(busted_counts "$OUT/vg.log")
