@@ -40,6 +40,16 @@ run_busted() { # label lua cpath specs...
 CFLAGS_T="-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1"
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
+section "build: gcc and clang, -Wall -Wextra -Werror, Lua 5.4 and LuaJIT headers"
+for compiler in gcc clang; do
+    for inc in /usr/include/lua5.4 /usr/include/luajit-2.1; do
+        if $compiler -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -shared -Wall -Wextra -Werror -Wshadow \
+              -Wstrict-prototypes -Wmissing-prototypes -I"$inc" -o "$OUT/core.so" module/*.c -lcurl -lcrypto; then
+            echo "$compiler with $inc: clean"; count 1 0 0
+        else echo "$compiler with $inc: FAILED"; count 0 1 0; fi
+    done
+done
+
 section "C tests: SigV4 suite under ASan/UBSan"
 mkdir -p build/test
 if cc $CFLAGS_T $SAN -o build/test/test_sigv4_asan test/c/test_sigv4.c module/sigv4.c -lcrypto; then
