@@ -480,119 +480,165 @@ describe("dms.workflow", function()
     end)
   end)
 
-  describe("with a scripted client", function()
-    -- a client whose answers are given in order, to reach cases the emulator
-    -- cannot produce (a describe that lags behind a start)
-    local function scripted(script)
-      local c = { calls = {}, sleep = function() end, clock = core.now }
-      local function next_answer(op, params)
-        c.calls[#c.calls + 1] = { op = op, params = params }
-        local list = script[op]
-        local answer = table.remove(list, 1) or list.last
-        if type(answer) == "function" then return answer(params) end
-        if answer.err then return nil, core.error(answer.err) end
-        return answer
-      end
-      function c.describe_replications(_, params) return next_answer("DescribeReplications", params) end
-      function c.start_replication(_, params) return next_answer("StartReplication", params) end
-      function c.stop_replication(_, params) return next_answer("StopReplication", params) end
-      return c
+  describe("when DMS lags behind, refuses or runs on its own clock", function()
+    -- A second emulator, at speed 1, whose emulated time moves when the workflow
+    -- pauses: its sleep advances the emulated clock instead of waiting, so each
+    -- poll sees the replication a known stretch of emulated time later.
+    local EMULATED_PER_SECOND = 2000      -- a pause of poll.interval (0.05 s) is 100 emulated seconds
+    local lag, lag_client
+
+    setup(function()
+      lag = emulator.start({ speed = 1 })
+      lag_client = lag:client()
+    end)
+    teardown(function()
+      if lag_client then lag_client:close() end
+      if lag then lag:stop() end
+    end)
+    before_each(function()
+      lag:reset()
+    end)
+
+    local function lag_options(extra)
+      local o, events = options(extra)
+      o.sleep = function(seconds) lag:clock({ advance = seconds * EMULATED_PER_SECOND }) end
+      return o, events
     end
-    local function repl(status, extra)
-      local r = { ReplicationConfigArn = ARN, ReplicationType = "cdc", Status = status, ReplicationStats = {} }
-      for k, v in pairs(extra or {}) do r[k] = v end
-      return { Replications = { r } }
+
+    -- operation and fault of each request DMS received, oldest first
+    local function received()
+      local out = {}
+      for _, r in ipairs(lag:requests()) do
+        out[#out + 1] = { r.operation, r.fault ~= cjson.null and r.fault or nil }
+      end
+      return out
+    end
+
+    local function describes_before_first_start()
+      local n = 0
+      for _, r in ipairs(lag:requests()) do
+        if r.operation == "StartReplication" then return n end
+        if r.operation == "DescribeReplications" then n = n + 1 end
+      end
+      return n
+    end
+
+    -- the real client, except that `method` raises (a defect in client code)
+    local function raising_on(real, method)
+      local c = { clock = real.clock, sleep = real.sleep }
+      for _, m in ipairs({ "describe_replications", "start_replication", "stop_replication", "log" }) do
+        c[m] = function(_, ...) return real[m](real, ...) end
+      end
+      c[method] = function() error("defect in " .. method) end
+      return c
     end
 
     it("treats InvalidResourceStateFault after its own unanswered start as started", function()
-      local running = repl("running", { ReplicationStats = { StartDate = 100 } })
-      local c = scripted({
-        DescribeReplications = { repl("created"), repl("created"), repl("created"), last = running },
-        StartReplication = {
-          { err = { kind = "transport", code = "Timeout", message = "timed out", retryable = true,
-                    outcome_unknown = true, not_resent = true } },
-          { err = { kind = "service", code = "InvalidResourceStateFault", status = 400,
-                    message = "Replication is in INITIALIZING state and cannot start" } },
-        },
-      })
-      local opts, events = options({ lock = false })
-      local outcome, err = workflow.run(c, opts)
+      -- DMS applies the start but the answer is lost, and the describes that
+      -- follow still show the replication as before it: the workflow sends a
+      -- second start, which DMS refuses because the first one took
+      lag:fault({ operation = "StartReplication", fault = "drop_after" })
+      lag:fault({ operation = "DescribeReplications", fault = "stale", count = 3 })
+      local opts, events = lag_options()
+      local outcome, err = workflow.run(lag_client, opts)
       assert.is_nil(err)
+      assert.is_true(outcome.ok)
+      assert.are.equal("running", outcome.replication.Status)
       assert.are.equal(1, outcome.starts)
       assert.are.equal("refused after an earlier attempt", find(events, "started").how)
-      local n = 0
-      for _, call in ipairs(c.calls) do if call.op == "StartReplication" then n = n + 1 end end
-      assert.are.equal(2, n)
       assert.are.equal(1, count(events, "start_unknown"))
+
+      local log = lag:requests("StartReplication")
+      assert.are.equal(2, #log)
+      assert.are.equal("drop_after", log[1].fault)       -- applied, answer lost
+      assert.are.equal(cjson.null, log[1].status)
+      assert.are.equal(cjson.null, log[1].error)
+      assert.are.equal(400, log[2].status)                -- refused: the replication was starting
+      assert.are.equal("InvalidResourceStateFault", log[2].error)
+      for _, r in ipairs(log) do assert.are.equal("start-replication", r.body.StartReplicationType) end
+      local seen = received()
+      assert.are.same({ { "DescribeReplications", "stale" }, { "StartReplication", "drop_after" },
+                        { "DescribeReplications", "stale" }, { "DescribeReplications", "stale" },
+                        { "StartReplication" }, { "DescribeReplications" } },
+                      { seen[1], seen[2], seen[3], seen[4], seen[5], seen[6] })
     end)
 
     it("waits until the capacity is deprovisioned before it resumes", function()
-      local function stopped(state)
-        return repl("stopped", { StopReason = "Stop Reason NORMAL", StartReplicationType = "start-replication",
-          ReplicationStats = { StartDate = 10, StopDate = 20 }, ProvisionData = { ProvisionState = state } })
-      end
-      local c = scripted({
-        DescribeReplications = { stopped("deprovisioning"), stopped("deprovisioning"), stopped("deprovisioned"),
-                                 last = repl("running", { ReplicationStats = { StartDate = 30 } }) },
-        StartReplication = { function(params)
-          return { Replication = repl("initializing", { StartReplicationType = params.StartReplicationType,
-                                                        ReplicationStats = { StartDate = 30 } }).Replications[1] }
-        end },
-      })
-      local outcome = assert(workflow.run(c, (options({ lock = false }))))
+      lag:replication({ arn = ARN, status = "running" })
+      local stopped = lag:stop_replication({ arn = ARN, reason = "NORMAL" })
+      assert.are.equal("stopped", stopped.Status)
+      assert.are.equal("deprovisioning", stopped.ProvisionData.ProvisionState)
+      local released_at = stopped.ReplicationDeprovisionTime
+
+      local outcome, err = workflow.run(lag_client, (lag_options()))
+      assert.is_nil(err)
+      assert.are.equal("running", outcome.replication.Status)
       assert.are.equal("resume-processing", outcome.start_type)
-      assert.are.same({ "described", "capacity_wait", "capacity", "start_sent", "started", "status", "done" },
-                      types(outcome.events))
+      local kinds = types(outcome.events)
+      assert.are.same({ "described", "capacity_wait", "capacity", "start_sent", "started" },
+                      { kinds[1], kinds[2], kinds[3], kinds[4], kinds[5] })
+      assert.are.equal("done", kinds[#kinds])
+      assert.are.equal("deprovisioning", find(outcome.events, "described").provision_state)
+      assert.are.equal("deprovisioning", find(outcome.events, "capacity_wait").provision_state)
+      assert.are.equal("deprovisioned", find(outcome.events, "capacity").provision_state)
       assert.are.equal("deprovisioned", find(outcome.events, "start_sent").provision_state)
-      local ops = {}
-      for _, call in ipairs(c.calls) do ops[#ops + 1] = call.op end
-      assert.are.same({ "DescribeReplications", "DescribeReplications", "DescribeReplications", "StartReplication",
-                        "DescribeReplications" }, ops)
+
+      -- one start, accepted: DMS refuses any start while the capacity is deprovisioning
+      local log = lag:requests("StartReplication")
+      assert.are.equal(1, #log)
+      assert.are.equal(200, log[1].status)
+      assert.are.equal("resume-processing", log[1].body.StartReplicationType)
+      -- applied (emulated time) once the capacity was released, after polls that saw it being released
+      assert.truthy(outcome.replication.ReplicationStats.StartDate >= released_at)
+      assert.truthy(describes_before_first_start() >= 3)
     end)
 
     it("starts a replication its state file calls its own but DMS shows as never started", function()
+      lag:replication({ arn = ARN, status = "created" })
       local path = dir .. "/recreated.json"
       write(path, cjson.encode({ version = 1, arn = ARN, phase = "waiting", start_sent = true, start_pending = false,
         run_started = true, starts = 1, resumes = 0, run_start_date = 50 }))
-      local c = scripted({
-        DescribeReplications = { last = repl("created") },
-        StartReplication = { { Replication = repl("initializing", { ReplicationStats = { StartDate = 60 } })
-                                               .Replications[1] } },
-      })
-      local opts = options({ lock = false, state_file = path, poll = { interval = 0.001, timeout = 0.5 } })
-      local _, err = workflow.run(c, opts)
-      -- it waited through max_stale_polls stale views, then started it: once
-      local n = 0
-      for _, call in ipairs(c.calls) do if call.op == "StartReplication" then n = n + 1 end end
-      assert.are.equal(1, n)
-      assert.are.equal("Timeout", err and err.code)    -- the scripted describe never shows it running
+      local outcome, err = workflow.run(lag_client, (lag_options({ state_file = path })))
+      assert.is_nil(err)
+      assert.are.equal("running", outcome.replication.Status)
+      -- it took the views of a created replication for lag max_stale_polls times, then started it: once
+      assert.are.equal(workflow.DEFAULTS.max_stale_polls, describes_before_first_start())
+      local log = lag:requests("StartReplication")
+      assert.are.equal(1, #log)
+      assert.are.equal("start-replication", log[1].body.StartReplicationType)
+      assert.are.equal(200, log[1].status)
+      assert.are.equal("done", cjson.decode(read(path)).phase)
     end)
 
     it("returns an error instead of raising when the client raises", function()
-      local c = scripted({ DescribeReplications = { function() error("boom") end } })
-      local ok, outcome, err = pcall(workflow.run, c, (options({ lock = false })))
+      local ok, outcome, err = pcall(workflow.run, raising_on(lag_client, "start_replication"), (lag_options()))
       assert.is_true(ok)
       assert.is_nil(outcome)
       assert.are.equal("InternalError", err.code)
+      assert.truthy(err.message:find("defect in start_replication", 1, true))
+      assert.are.same({ { "DescribeReplications" } }, received())
+      -- the lock was released: the next run goes ahead
+      assert(workflow.run(lag_client, (lag_options())))
+      assert.are.equal(1, #lag:requests("StartReplication"))
     end)
 
     it("keeps going when on_event raises", function()
-      local c = scripted({ DescribeReplications = { last = repl("running") } })
-      local outcome = assert(workflow.run(c, (options({ lock = false, on_event = function() error("x") end }))))
+      lag:replication({ arn = ARN, status = "running" })
+      local outcome = assert(workflow.run(lag_client, (lag_options({ on_event = function() error("x") end }))))
       assert.are.equal("running", outcome.replication.Status)
       assert.are.same({ "described", "done" }, types(outcome.events))
+      assert.are.same({ { "DescribeReplications" } }, received())
     end)
 
     it("validates its options before any request", function()
-      local c = scripted({ DescribeReplications = {} })
       for _, bad in ipairs({ { wait_for = "forever" }, { poll = { interval = -1 } }, { assessment = "yes" },
                              { replication_config_arn = false }, { start_type = "restart" } }) do
-        local o = options(bad)
+        local o = lag_options(bad)
         if bad.replication_config_arn == false then o.replication_config_arn = nil end
-        local _, err = workflow.run(c, o)
+        local _, err = workflow.run(lag_client, o)
         assert.are.equal("validation", err.kind)
       end
-      assert.are.equal(0, #c.calls)
+      assert.are.same({}, lag:requests())
     end)
   end)
 end)

@@ -6,7 +6,13 @@ import threading
 BEFORE = ("throttle", "500", "503", "html502", "drop_before")
 # Faults that let the operation apply and then spoil or withhold its answer.
 AFTER = ("drop_after", "malformed", "truncated", "oversized")
-KINDS = BEFORE + ("delay",) + AFTER
+# Faults that answer a read as DMS's eventually consistent reads may: with an older view.
+LAGGING = ("stale",)
+KINDS = BEFORE + ("delay",) + AFTER + LAGGING
+# The operations a lagging fault applies to (the first is the default): StartReplication
+# and StopReplication change a replication, never its config, so only
+# DescribeReplications has an older view to show.
+LAGGING_OPERATIONS = ("DescribeReplications",)
 DEFAULT_OVERSIZED_BYTES = 16 * 1024 * 1024
 
 
@@ -26,12 +32,14 @@ class Fault:
         kind = spec.get("fault")
         if kind not in KINDS:
             raise ValueError(f"fault must be one of {', '.join(KINDS)}")
-        operation = spec.get("operation", "*")
+        operation = spec.get("operation", LAGGING_OPERATIONS[0] if kind in LAGGING else "*")
         count = spec.get("count", 1)
         seconds = spec.get("seconds", 0.0)
         size = spec.get("bytes", DEFAULT_OVERSIZED_BYTES)
         if not isinstance(operation, str) or not operation:
             raise ValueError("operation must be an operation name or \"*\"")
+        if kind in LAGGING and operation not in LAGGING_OPERATIONS:
+            raise ValueError(f"fault {kind} applies to {' or '.join(LAGGING_OPERATIONS)} only")
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError("count must be an integer >= 1")
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:

@@ -261,6 +261,9 @@ class Replication:
         self.assessments = []            # every assessment run, newest first
         self.next_assessment_result = None
         self.injected_stop = None
+        # the Replication shape just before the last StartReplication or StopReplication
+        # that was applied (answered by a `stale` DescribeReplications); None before any
+        self.view_before_request = None
 
     # -- events ----------------------------------------------------------------------------
 

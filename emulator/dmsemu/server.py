@@ -160,7 +160,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "delay":
             time.sleep(fault.seconds)
 
-        status, document = self.server.emulator.handle(operation, body)
+        status, document = self.server.emulator.handle(operation, body, stale=kind == "stale")
         error = document["__type"] if status != 200 else None
         if kind == "drop_after":
             self._note(entry, error=error)

@@ -243,9 +243,10 @@ class Emulator:
 
     # -- DMS operations ----------------------------------------------------------------------
 
-    def handle(self, operation, body):
+    def handle(self, operation, body, stale=False):
         """Run one DMS call (`operation` is None when X-Amz-Target is missing);
-        returns (HTTP status, JSON document), errors included."""
+        returns (HTTP status, JSON document), errors included. With `stale`, a
+        DescribeReplications answers the views kept by the last start or stop."""
         try:
             if operation is None:
                 raise DmsError("UnknownOperationException", "The X-Amz-Target header is missing")
@@ -259,8 +260,9 @@ class Emulator:
                 raise DmsError("SerializationException", "The request body must be a JSON object")
             _validate(operation, params)
             method = getattr(self, OPERATIONS[operation]["handler"])
+            extra = {"stale": True} if stale else {}
             with self._lock:
-                return 200, method(params, self.clock.emulated())
+                return 200, method(params, self.clock.emulated(), **extra)
         except DmsError as err:
             return err.status, err.document()
         except Exception:  # a defect of the emulator: answer like AWS would, and tell
@@ -301,18 +303,22 @@ class Emulator:
         cdc = {name: params[name] for name in ("CdcStartTime", "CdcStartPosition", "CdcStopPosition")
                if params.get(name) is not None}
         replication = self._find(params["ReplicationConfigArn"], now, create=self.auto_create)
+        before = replication.describe(now)
         try:
             replication.start(now, start_type, settings, cdc)
         except StateError as err:
             raise DmsError("InvalidResourceStateFault", str(err)) from None
+        replication.view_before_request = before
         return {"Replication": replication.describe(now)}
 
     def _stop_replication(self, params, now):
         replication = self._find(params["ReplicationConfigArn"], now)
+        before = replication.describe(now)
         try:
             replication.stop(now)
         except StateError as err:
             raise DmsError("InvalidResourceStateFault", str(err)) from None
+        replication.view_before_request = before
         return {"Replication": replication.describe(now)}
 
     def _select(self, params, now, what):
@@ -356,9 +362,11 @@ class Emulator:
             document["Marker"] = marker
         return document
 
-    def _describe_replications(self, params, now):
+    def _describe_replications(self, params, now, stale=False):
         page, marker = self._select(params, now, "replications")
-        return self._paged("Replications", [r.describe(now) for r in page], marker)
+        views = [r.view_before_request if stale and r.view_before_request is not None else r.describe(now)
+                 for r in page]
+        return self._paged("Replications", views, marker)
 
     def _describe_replication_configs(self, params, now):
         page, marker = self._select(params, now, "replication configs")

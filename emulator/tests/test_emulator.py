@@ -819,8 +819,88 @@ class FaultTest(EmulatorTestCase):
         self.assertEqual(len(response.body), 16 * 1024 * 1024)
         self.assertIn("Replications", response.json())
 
+    def test_stale_describes_show_the_replication_before_its_last_start(self):
+        before = self.emu.replication(CDC)
+        self.assertEqual(self.start_cdc().status, 200)
+        self.emu.advance(5 * MINUTE)
+        self.fault(fault="stale", operation="DescribeReplications", count=2)
+        self.assertEqual(self.emu.replication(CDC), before)
+        self.emu.advance(MINUTE)
+        self.assertEqual(self.emu.replication(CDC), before)
+        self.assertEqual(self.emu.replication(CDC)["Status"], "preparing_metadata_resources")
+        entries = self.emu.admin("GET", "requests")["requests"]
+        self.assertEqual([(e["operation"], e["fault"]) for e in entries],
+                         [("DescribeReplications", None), ("StartReplication", None),
+                          ("DescribeReplications", "stale"), ("DescribeReplications", "stale"),
+                          ("DescribeReplications", None)])
+
+    def test_stale_describes_show_the_replication_before_its_last_stop(self):
+        self.start_cdc()
+        self.emu.advance(TO_RUNNING + MINUTE)
+        running = self.emu.replication(CDC)
+        self.assertEqual(running["Status"], "running")
+        stopped = self.emu.call("StopReplication", {"ReplicationConfigArn": CDC}).json()["Replication"]
+        self.assertEqual(stopped["Status"], "stopping")
+        self.emu.advance(3 * MINUTE)
+        self.fault(fault="stale", count=2)       # the operation defaults to DescribeReplications
+        self.assertEqual(self.emu.admin("GET", "faults")["faults"],
+                         [{"fault": "stale", "operation": "DescribeReplications", "count": 2}])
+        first = self.emu.replication(CDC)
+        self.emu.advance(MINUTE)
+        # the view as of the stop, frozen: the checkpoint does not move on
+        self.assertEqual(self.emu.replication(CDC), first)
+        self.assertEqual(first["Status"], "running")
+        self.assertGreaterEqual(first["RecoveryCheckpoint"], running["RecoveryCheckpoint"])
+        self.assertLessEqual(first["RecoveryCheckpoint"], stopped["RecoveryCheckpoint"])
+        current = self.emu.replication(CDC)
+        self.assertEqual((current["Status"], current["ProvisionData"]["ProvisionState"]),
+                         ("stopped", "deprovisioning"))
+
+    def test_stale_answers_the_current_state_without_a_start_or_stop(self):
+        # seeded states and runs that end by themselves are no requests: nothing to lag behind
+        self.emu.admin("POST", "replications", {"arn": CDC, "type": "cdc", "status": "running"})
+        self.emu.admin("POST", "replications", {"arn": FULL_LOAD, "type": "full-load", "status": "running"})
+        self.emu.admin("POST", "stop", {"arn": FULL_LOAD, "reason": "RECOVERABLE_ERROR"})
+        self.fault(fault="stale", count=3)
+        self.assertEqual(self.emu.replication(CDC)["Status"], "running")
+        self.assertEqual(self.emu.replication(FULL_LOAD)["Status"], "stopped")
+        self.assertEqual(self.emu.replication(FULL_LOAD_AND_CDC)["Status"], "created")
+
+    def test_a_refused_start_keeps_the_stale_view(self):
+        self.start_cdc()
+        self.emu.advance(MINUTE)
+        self.assertError(self.start_cdc(), 400, "InvalidResourceStateFault", "INITIALIZING")
+        self.fault(fault="stale")
+        self.assertEqual(self.emu.replication(CDC)["Status"], "created")
+
+    def test_stale_applies_to_each_replication_selected(self):
+        self.start_cdc()
+        self.emu.admin("POST", "replications", {"arn": FULL_LOAD, "type": "full-load", "status": "running"})
+        self.fault(fault="stale", count=3)
+        self.assertEqual(self.start_cdc().status, 400)          # a start takes no stale use
+        everything = self.emu.call("DescribeReplications", {"MaxRecords": 20}).json()["Replications"]
+        self.assertEqual({r["ReplicationConfigArn"]: r["Status"] for r in everything},
+                         {FULL_LOAD: "running", CDC: "created", FULL_LOAD_AND_CDC: "created"})
+        page = self.emu.call("DescribeReplications", {
+            "Filters": [{"Name": "replication-config-id", "Values": ["cdc", "nothing"]}]}).json()
+        self.assertEqual([(r["ReplicationConfigArn"], r["Status"]) for r in page["Replications"]],
+                         [(CDC, "created")])
+        self.assertError(self.emu.call("DescribeReplications", {
+            "Filters": [{"Name": "replication-config-id", "Values": ["nothing"]}]}), 400, "ResourceNotFoundFault")
+        self.assertEqual(self.emu.admin("GET", "faults")["faults"], [])
+        self.assertEqual(self.emu.replication(CDC)["Status"], "initializing")
+
+    def test_a_reset_forgets_the_stale_views(self):
+        self.start_cdc()
+        self.emu.admin("POST", "reset")
+        self.emu.admin("POST", "replications", {"arn": CDC, "type": "cdc", "status": "stopped"})
+        self.fault(fault="stale")
+        self.assertEqual(self.emu.replication(CDC)["Status"], "stopped")
+
     def test_bad_fault_requests(self):
-        for spec in ({"fault": "gremlins"}, {"fault": "throttle", "count": 0}, {"fault": "delay", "seconds": -1}):
+        for spec in ({"fault": "gremlins"}, {"fault": "throttle", "count": 0}, {"fault": "delay", "seconds": -1},
+                     {"fault": "stale", "operation": "StartReplication"}, {"fault": "stale", "operation": "*"},
+                     {"fault": "stale", "operation": "DescribeReplicationConfigs"}):
             response = self.emu.send("POST", "/_emulator/faults", [("Host", self.emu.host)],
                                      json.dumps(spec).encode())
             self.assertEqual(response.status, 400, spec)
