@@ -52,9 +52,14 @@ static const char *opt_field_string(lua_State *L, int t, const char *k, size_t *
     const char *s = NULL;
     lua_getfield(L, t, k);
     if (!lua_isnil(L, -1)) {
+        size_t n;
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "sign: field '%s' must be a string", k);
-        s = lua_tolstring(L, -1, len);
+        s = lua_tolstring(L, -1, &n);
+        if (strlen(s) != n && strcmp(k, "body") != 0)
+            luaL_error(L, "sign: field '%s' contains NUL", k);
+        if (len)
+            *len = n;
     }
     lua_pop(L, 1);          /* still referenced by the request table */
     return s;
@@ -222,9 +227,9 @@ static int l_sign_cache_stats(lua_State *L)
 {
     dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
     lua_createtable(L, 0, 2);
-    lua_pushnumber(L, (lua_Number)cache->hits);
+    dms_compat_pushint64(L, (long long)cache->hits);
     lua_setfield(L, -2, "hits");
-    lua_pushnumber(L, (lua_Number)cache->misses);
+    dms_compat_pushint64(L, (long long)cache->misses);
     lua_setfield(L, -2, "misses");
     return 1;
 }
@@ -362,6 +367,14 @@ static int http_request(lua_State *L)
     req.url = luaL_checkstring(L, -1);
     lua_getfield(L, 2, "method");
     req.method = luaL_optstring(L, -1, "POST");
+    {
+        const char *m = req.method;
+        if (!*m)
+            return luaL_error(L, "request: method must not be empty");
+        for (; *m; m++)
+            if (!((*m >= 'A' && *m <= 'Z') || *m == '-' || *m == '_'))
+                return luaL_error(L, "request: method must be an HTTP method name such as POST");
+    }
     lua_getfield(L, 2, "body");
     req.body = luaL_optlstring(L, -1, "", &req.body_len);
     lua_getfield(L, 2, "ca_file");
@@ -373,8 +386,8 @@ static int http_request(lua_State *L)
     lua_getfield(L, 2, "max_response_bytes");
     if (!lua_isnil(L, -1)) {
         lua_Number m = luaL_checknumber(L, -1);
-        if (!(m >= 1))
-            return luaL_error(L, "request: 'max_response_bytes' must be positive");
+        if (!(m >= 1 && m <= 1099511627776.0))
+            return luaL_error(L, "request: 'max_response_bytes' must be between 1 and 2^40");
         req.max_response_bytes = (size_t)m;
     }
     lua_pop(L, 1);
@@ -621,7 +634,7 @@ static int l_lock(lua_State *L)
     u->fd = -1;
     luaL_getmetatable(L, LOCK_MT);
     lua_setmetatable(L, -2);
-    u->fd = open(path, O_RDWR | O_CREAT, 0644);
+    u->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (u->fd < 0)
         return push_errno(L, "cannot open lock", path);
     if (flock(u->fd, LOCK_EX | LOCK_NB) != 0) {
@@ -712,6 +725,8 @@ DMS_API int luaopen_dms_core(lua_State *L)
     luaL_newmetatable(L, SIGNED_MT);
     lua_pushcfunction(L, signed_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, signed_gc);
+    lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, LOCK_MT);
@@ -728,6 +743,8 @@ DMS_API int luaopen_dms_core(lua_State *L)
     luaL_newmetatable(L, CACHE_MT);
     lua_pushcfunction(L, cache_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, cache_gc);
+    lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
 
     /* upvalues: a private cjson instance's encode and decode, the error

@@ -11,6 +11,10 @@
 
 #include <stddef.h>
 
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)   /* only luaopen_dms_core is exported */
+#endif
+
 typedef struct dms_http dms_http;
 
 typedef struct {
@@ -65,5 +69,9 @@ const char *dms_http_version(void);
 
 /* Process-wide libcurl initialisation; idempotent, returns 0 on success. */
 int dms_http_global_init(void);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif

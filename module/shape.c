@@ -1027,6 +1027,10 @@ static void push_plain(walker *w, int val)
 {
     lua_State *L = w->L;
     int out;
+    if (lua_type(L, val) == LUA_TNUMBER) {
+        push_number(L, (double)lua_tonumber(L, val));   /* cjson decodes 1 as 1.0 */
+        return;
+    }
     if (!lua_istable(L, val) || w->depth >= MAX_DEPTH) {
         lua_pushvalue(L, val);
         return;
@@ -1297,6 +1301,26 @@ static int parse_error(lua_State *L, long status, int headers, int body, int dec
             lua_pushstring(L, reason_phrase(status));
         }
         lua_setfield(L, err, "message");
+    }
+    lua_pop(L, 1);
+
+    /* A refused signature comes back with the canonical request and string to
+     * sign that the service expected: they hold the session token. Keep the
+     * explanation, leave the echo out. */
+    lua_getfield(L, err, "message");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *m = lua_tostring(L, -1);
+        const char *cut = strstr(m, "The Canonical String for this request should have been");
+        if (!cut)
+            cut = strstr(m, "The String-to-Sign should have been");
+        if (cut) {
+            while (cut > m && (cut[-1] == ' ' || cut[-1] == '\n' || cut[-1] == '\r'))
+                cut--;
+            lua_pushlstring(L, m, (size_t)(cut - m));
+            lua_pushliteral(L, " (the canonical request the service echoed is left out: it holds credentials)");
+            lua_concat(L, 2);
+            lua_setfield(L, err, "message");
+        }
     }
     lua_pop(L, 1);
 

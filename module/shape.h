@@ -8,6 +8,10 @@
 
 #include <lua.h>
 
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)   /* only luaopen_dms_core is exported */
+#endif
+
 /* Upvalues shared by the functions of dms.core that need JSON or errors. */
 #define DMS_UV_ENCODE 1     /* a private cjson instance's encode */
 #define DMS_UV_DECODE 2     /* ... and decode */
@@ -40,5 +44,9 @@ int dms_shape_parse(lua_State *L);
 
 /* timestamp(value) -> epoch seconds | nil, err: the conversion used for TStamp members. */
 int dms_shape_timestamp(lua_State *L);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif

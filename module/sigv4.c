@@ -578,6 +578,9 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
         FAIL(DMS_SIGV4_EINVAL, "secret_key is required");
     if (strchr(req->region, '/') || strchr(req->service, '/') || strchr(req->access_key, '/'))
         FAIL(DMS_SIGV4_EINVAL, "region, service and access_key must not contain '/'");
+    if (has_ctl(req->access_key, strlen(req->access_key)) || has_ctl(req->region, strlen(req->region))
+        || has_ctl(req->service, strlen(req->service)))
+        FAIL(DMS_SIGV4_EINVAL, "access_key, region and service must not contain CR, LF or NUL");
     if (req->path && has_ctl(req->path, strlen(req->path)))
         FAIL(DMS_SIGV4_EINVAL, "path contains CR, LF or NUL");
     if (req->query && has_ctl(req->query, strlen(req->query)))

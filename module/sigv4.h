@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)   /* only luaopen_dms_core is exported */
+#endif
+
 typedef struct {
     const char *name;
     size_t name_len;
@@ -83,5 +87,9 @@ void dms_sigv4_cache_clear(dms_sigv4_cache *cache);
 
 /* Lowercase hex SHA-256 of data into out[65]. Returns 0 on success. */
 int dms_sha256_hex(const void *data, size_t len, char out[65]);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif

@@ -101,6 +101,11 @@ output = json
     local c, err = dms.new({ env = env(files()), profile = "nope" })
     assert.is_nil(c)
     assert.are.equal("ProfileNotFound", err.code)
+    -- AWS_PROFILE naming a missing profile is an error even with credentials in the environment
+    c, err = dms.new({ env = env(files({ AWS_PROFILE = "nope", AWS_ACCESS_KEY_ID = "AKID",
+                                         AWS_SECRET_ACCESS_KEY = "s" })) })
+    assert.is_nil(c)
+    assert.are.equal("ProfileNotFound", err.code)
     c, err = dms.new({ env = env(files()), profile = "broken", region = "us-east-1" })
     assert.is_nil(c)
     assert.are.equal("credentials", err.kind)
@@ -188,9 +193,14 @@ output = json
                              credentials = { access_key = "a", secret_key = "b" } })
     assert.is_nil(c)
     assert.are.equal("InvalidRegion", err.code)
-    c, err = dms.new({ timeout = { total = -1 }, env = {} })
+    for _, bad in ipairs({ -1, 0, 1e9, 0 / 0 }) do
+      c, err = dms.new({ timeout = { total = bad }, env = {} })
+      assert.is_nil(c)
+      assert.truthy(err.message:find("timeout.total", 1, true))
+    end
+    c, err = dms.new({ max_response_bytes = 1e30, env = {} })
     assert.is_nil(c)
-    assert.truthy(err.message:find("timeout.total", 1, true))
+    assert.truthy(err.message:find("max_response_bytes", 1, true))
   end)
 
   it("warns when TLS verification is switched off", function()

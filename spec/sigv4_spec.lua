@@ -107,6 +107,22 @@ describe("dms.core.sign", function()
     end)
   end
 
+  it("refuses CR, LF or NUL in the access key, region, service, path and token", function()
+    for field, bad in pairs({ access_key = "AK\r\nX-Evil: 1", region = "us-east-1\n", service = "dms\r",
+                              path = "/a\nb", session_token = "tok\r\nX: y" }) do
+      local ok, err = pcall(core.sign, vanilla({ [field] = bad }))
+      assert.is_false(ok, field)
+      assert.truthy(tostring(err):find("CR, LF or NUL", 1, true), err)
+    end
+    for _, field in ipairs({ "access_key", "region", "service", "path", "query", "session_token", "secret_key" }) do
+      local ok, err = pcall(core.sign, vanilla({ [field] = "a\0b" }))
+      assert.is_false(ok, field)
+      assert.truthy(tostring(err):find("'" .. field .. "' contains NUL", 1, true), err)
+    end
+    -- a body is bytes: NUL is fine there and changes the signature
+    assert.are_not.equal(core.sign(vanilla({ body = "a\0b" })).signature, core.sign(vanilla({ body = "a" })).signature)
+  end)
+
   it("refuses a header name with CR, LF, NUL, space or ':'", function()
     for _, name in ipairs({ "X\r\nA", "X\0A", "X A", "X:A", "" }) do
       local ok, err = pcall(core.sign, vanilla({ headers = { { name, "v" } } }))

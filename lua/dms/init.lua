@@ -89,13 +89,14 @@ local function check_types(config)
   if config.timeout then
     for _, k in ipairs({ "connect", "total" }) do
       local v = config.timeout[k]
-      if v ~= nil and (type(v) ~= "number" or v <= 0) then
-        return config_error("InvalidConfig", "config.timeout." .. k .. " must be a positive number of seconds")
+      if v ~= nil and (type(v) ~= "number" or not (v > 0 and v <= 7 * 86400)) then
+        return config_error("InvalidConfig", "config.timeout." .. k .. " must be a number of seconds in (0, 604800]")
       end
     end
   end
-  if config.max_response_bytes and config.max_response_bytes < 1 then
-    return config_error("InvalidConfig", "config.max_response_bytes must be positive")
+  local mrb = config.max_response_bytes
+  if mrb and not (mrb >= 1 and mrb <= 2 ^ 40) then
+    return config_error("InvalidConfig", "config.max_response_bytes must be between 1 and 2^40")
   end
   return nil
 end
@@ -151,6 +152,28 @@ function Client:close()
 end
 Client.__close = Client.close
 
+-- Replaces every occurrence of the given secrets in the error's strings: a
+-- service may echo what it was sent (an InvalidSignatureException repeats the
+-- canonical request, session token included).
+local function redact(err, secrets)
+  for k, v in pairs(err) do
+    if type(v) == "string" then
+      for _, secret in ipairs(secrets) do
+        if #secret >= 4 then
+          local i = v:find(secret, 1, true)
+          while i do
+            v = v:sub(1, i - 1) .. "[redacted]" .. v:sub(i + #secret)
+            i = v:find(secret, i + 10, true)
+          end
+        end
+      end
+      err[k] = v
+    end
+  end
+  return err
+end
+M.redact = redact
+
 local function copy(t)
   local out = {}
   for k, v in pairs(t) do out[k] = v end
@@ -196,6 +219,9 @@ function Client:attempt(req, unsafe)
     return nil, herr
   end
   local result, perr = core.parse(model, req.operation, resp.status, resp.headers or {}, resp.body or "")
+  if not result then
+    redact(perr, { creds.secret_key, creds.session_token or "", signed.signature })
+  end
   if result then
     result.ResponseMetadata = {
       RequestId = resp.headers and resp.headers["x-amzn-requestid"],
@@ -269,12 +295,10 @@ function M.new(config)
 
   local profile_name, explicit = config_mod.profile_name(config)
   local profile = config_mod.load_profile(config, profile_name)
+  -- a profile named (config.profile or AWS_PROFILE) must exist, as in the AWS SDKs
   if explicit and not profile and config.credentials == nil then
-    local env_creds = config_mod.getenv(config, "AWS_ACCESS_KEY_ID")
-    if config.profile or not env_creds then
-      return nil, config_error("ProfileNotFound", "profile '" .. profile_name .. "' is in neither "
-        .. config_mod.config_file(config) .. " nor " .. config_mod.credentials_file(config))
-    end
+    return nil, config_error("ProfileNotFound", "profile '" .. profile_name .. "' is in neither "
+      .. config_mod.config_file(config) .. " nor " .. config_mod.credentials_file(config))
   end
   local region = config_mod.region(config, profile)
   if not region then
@@ -319,7 +343,8 @@ function M.new(config)
   if config.insecure then
     self:log("warn", "TLS verification is off (insecure = true): use this only against a test endpoint",
       { endpoint = endpoint.url })
-    if not config.logger then
+    if not config.logger and not M.insecure_warned then
+      M.insecure_warned = true     -- once per process
       io.stderr:write("lua-dms: warning: TLS verification is off (insecure = true)\n")
     end
   end
