@@ -1,10 +1,9 @@
 # lua-dms developer Makefile.
 #   make                  build/dms/core.so for Lua 5.4
 #   make LUA_VERSION=luajit   build/luajit/dms/core.so for LuaJIT (OpenResty)
-#   make test | demo | bench | lint | asan | valgrind | deps
+#   make test | demo | bench | lint | deps | model | clean
 LUA_VERSION ?= 5.4
 CC ?= cc
-PREFIX ?= /usr/local
 LIBFLAG ?= -shared
 
 ifeq ($(LUA_VERSION),luajit)
@@ -29,7 +28,7 @@ MODULE = $(BUILD_DIR)/dms/core.so
 BUSTED = $(LUA) /usr/bin/busted
 LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
 
-.PHONY: all test test-lua demo bench lint asan valgrind deps model clean install
+.PHONY: all luajit test demo bench lint deps model clean
 
 all: $(MODULE)
 
@@ -44,7 +43,11 @@ deps:
 model:
 	python3 tools/gen_model.py ../shared/reference/dms/service-2.shapes.json > lua/dms/model.lua
 
-test: deps all
+# Lua 5.4 and LuaJIT modules; tools/test.sh also builds the sanitizer variants.
+luajit:
+	$(MAKE) LUA_VERSION=luajit
+
+test: deps all luajit
 	sh tools/test.sh
 
 demo: deps all
@@ -54,7 +57,7 @@ bench: deps all
 	$(LUA_ENV) $(LUA) bench/bench.lua
 
 lint:
-	luacheck lua spec bin examples
+	luacheck lua spec bin examples tools
 
 clean:
-	rm -rf build
+	rm -rf build dms module/*.o

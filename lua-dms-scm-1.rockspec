@@ -10,7 +10,7 @@ description = {
       A C module (SigV4 over OpenSSL, HTTP over libcurl, DMS request and
       response shapes) and a Lua client with credentials, endpoints, standard
       retries and workflow helpers that assess, start, watch and resume DMS
-      Serverless replications. Runs on Lua 5.1-5.4 and LuaJIT/OpenResty.
+      Serverless replications. Runs on Lua 5.4 and LuaJIT/OpenResty (5.1 ABI).
    ]],
    license = "Apache-2.0",
 }

@@ -158,7 +158,7 @@ do
     max_response_bytes = tonumber(a.max) or 1048576, insecure = a.insecure == "1",
   })
   local resp, err = transport:request({ url = a.url, method = a.method or "GET",
-    headers = { { "X-Probe", "probe" } }, body = a.body })
+    headers = { { "X-Probe", "probe" } }, body = a.body, fresh_connect = a.fresh == "1" })
   local has_resty = pcall(require, "resty.http")
   local out = { http_client = transport:http_client(), resty_http_installed = has_resty }
   if resp then
@@ -491,6 +491,16 @@ describe("nginx (lua-nginx-module, LuaJIT)", function()
       local b = probe({ url = fx("/fx/length") })
       assert.is_true(b.ok)
       assert.is_true(b.reused > a.reused, "the second request did not reuse the pooled connection")
+    end)
+
+    it("sends a fresh_connect request (a start or a stop) on a new connection, never a pooled one", function()
+      assert.is_true(probe({ url = fx("/fx/length") }).ok)     -- a pooled connection exists
+      local f = probe({ url = fx("/fx/length"), fresh = "1" })
+      assert.is_true(f.ok, f.err and f.err.message)
+      assert.are.equal(0, f.reused)
+      local g = probe({ url = fx("/fx/length"), fresh = "1" })
+      assert.are.equal(0, g.reused)                            -- and it was not pooled afterwards
+      assert.is_true(probe({ url = fx("/fx/length") }).reused > 0)
     end)
 
     it("reads chunked bodies (nginx's own, and with extensions and trailers)", function()

@@ -83,10 +83,7 @@ function M.ensure_luajit_module(root)
   root = root or M.repo_root()
   local so = root .. "/build/luajit/dms/core.so"
   local ok, out = run("cd " .. sh_quote(root) .. " && make -s LUA_VERSION=luajit")
-  if not ok then
-    assert(exists(so), "make LUA_VERSION=luajit failed:\n" .. out)
-    io.stderr:write("support.nginx: make LUA_VERSION=luajit failed, using the existing " .. so .. ":\n" .. out)
-  end
+  assert(ok and exists(so), "make LUA_VERSION=luajit failed (a stale module is never used):\n" .. out)
   return so
 end
 

@@ -1,7 +1,7 @@
 /*
  * The SigV4 signer on its own, in C: every case of the AWS SigV4 test suite,
- * plus input checks. Built with the sanitizers and run under valgrind by
- * `make ctest`. Usage: test_sigv4 REFERENCE_DIR
+ * plus input checks. Built with ASan/UBSan, and again for valgrind, by
+ * tools/test.sh (`make test`). Usage: test_sigv4 REFERENCE_DIR
  */
 #include <dirent.h>
 #include <stdio.h>

@@ -440,6 +440,15 @@ local function tls_error(err)
     .. " (cosockets verify against lua_ssl_trusted_certificate in nginx.conf)")
 end
 
+-- Pool options of a connect(): a request with fresh_connect (StartReplication,
+-- StopReplication) never rides on a pooled connection, so that a connection the
+-- peer closed while idle cannot make its outcome unknown; its connection is
+-- closed afterwards instead of pooled (a pool name nothing is ever put in).
+local function pool_options(o, url, verify, fresh)
+  if fresh then return { pool = pool_name(url, verify, o.pool) .. "#fresh" } end
+  return { pool = pool_name(url, verify, o.pool), pool_size = o.pool_size }
+end
+
 ---------------------------------------------------------------------------
 -- the built-in client
 
@@ -455,7 +464,7 @@ function Transport:request_builtin(req, url, parts, body, deadline)
   if not left then return nil, err_timeout("timed out before connecting", false) end
   sock:settimeouts(math_min(connect_ms, left), left, left)
   local verify = not o.insecure
-  local ok, err = sock:connect(url.host, url.port, { pool = pool_name(url, verify, o.pool), pool_size = o.pool_size })
+  local ok, err = sock:connect(url.host, url.port, pool_options(o, url, verify, req.fresh_connect))
   if not ok then
     if err == "timeout" then
       return nil, err_timeout("timed out connecting to " .. url.host .. ":" .. url.port, false)
@@ -494,7 +503,7 @@ function Transport:request_builtin(req, url, parts, body, deadline)
   if not head then sock:close(); return nil, herr end
   local data, reusable = read_body(rd, head, req.method, o.max_response_bytes, reused)
   if not data then sock:close(); return nil, reusable end
-  local keep = reusable and not wants_close(head) and rd:buffered() == 0
+  local keep = reusable and not req.fresh_connect and not wants_close(head) and rd:buffered() == 0
   if keep then
     local kok = sock:setkeepalive(math_floor(o.keepalive_timeout * 1000), o.pool_size)
     if not kok then sock:close() end
@@ -539,9 +548,10 @@ function Transport:request_resty(http, req, url, body, deadline)
   if not left then return nil, err_timeout("timed out before connecting", false) end
   httpc:set_timeouts(math_min(math_floor(o.connect_timeout * 1000), left), left, left)
   local verify = not o.insecure
+  local popts = pool_options(o, url, verify, req.fresh_connect)
   local ok, err = httpc:connect({
     scheme = url.scheme, host = url.host, port = url.port,
-    pool = pool_name(url, verify, o.pool), pool_size = o.pool_size,
+    pool = popts.pool, pool_size = popts.pool_size,
     ssl_verify = verify, ssl_server_name = url.host,   -- no host check without a server name
   })
   if not ok then
@@ -610,7 +620,11 @@ function Transport:request_resty(http, req, url, body, deadline)
       if cerr then break end
     end
   end
-  httpc:set_keepalive(math_floor(o.keepalive_timeout * 1000), o.pool_size)
+  if req.fresh_connect then
+    httpc:close()
+  else
+    httpc:set_keepalive(math_floor(o.keepalive_timeout * 1000), o.pool_size)
+  end
   return {
     status = res.status, reason = res.reason, headers = rh, body = table_concat(parts),
     reused = reused, new_connections = reused == 0 and 1 or 0, http_client = "resty.http",
