@@ -115,6 +115,37 @@ output = json
     assert.are.equal("IncompleteCredentials", err.code)
   end)
 
+  it("runs a profile's credential_process, caches its answer and refreshes it before expiry", function()
+    local script = dir .. "/creds.sh"
+    write(script, "#!/bin/sh\n"
+      .. "n=$(cat " .. dir .. "/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > " .. dir .. "/count\n"
+      .. "printf '{\"Version\": 1, \"AccessKeyId\": \"AKIDPROC%s\", \"SecretAccessKey\": \"proc-secret\","
+      .. " \"SessionToken\": \"proc-token\", \"Expiration\": \"2030-01-01T00:10:00Z\"}' $n\n")
+    os.execute("chmod +x " .. script)
+    write(dir .. "/config-proc", "[profile proc]\nregion = us-east-1\ncredential_process = " .. script .. "\n"
+      .. "[profile broken-proc]\nregion = us-east-1\ncredential_process = sh -c 'echo not json'\n"
+      .. "[profile failing-proc]\nregion = us-east-1\ncredential_process = sh -c 'echo secret-output; exit 3'\n")
+    local now = 1893456000                                   -- 2030-01-01T00:00:00Z
+    local function client(profile)
+      return dms.new({ profile = profile, clock = function() return now end,
+                       env = env(files({ AWS_CONFIG_FILE = dir .. "/config-proc" })) })
+    end
+    local c = assert(client("proc"))
+    local creds = assert(c.credentials:get())
+    assert.are.same({ "AKIDPROC1", "proc-secret", "proc-token" },
+                    { creds.access_key, creds.secret_key, creds.session_token })
+    now = now + 200
+    assert.are.equal("AKIDPROC1", c.credentials:get().access_key)   -- cached
+    now = now + 150                                                  -- within 5 minutes of expiry
+    assert.are.equal("AKIDPROC2", c.credentials:get().access_key)
+    local _, err = assert(client("broken-proc")).credentials:get()
+    assert.are.equal("ProcessFailed", err.code)
+    _, err = assert(client("failing-proc")).credentials:get()
+    assert.are.equal("ProcessFailed", err.code)
+    assert.truthy(err.message:find("status 3", 1, true))
+    assert.falsy(tostring(err):find("secret-output", 1, true))
+  end)
+
   it("reports missing credentials with where it looked", function()
     local c, err = dms.new({ env = env({ HOME = dir .. "/none" }), region = "us-east-1" })
     assert.is_nil(c)

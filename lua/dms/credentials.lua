@@ -4,7 +4,10 @@
 -- the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN;
 -- skipped when a profile was chosen explicitly, as the AWS SDKs do), then the
 -- shared files (~/.aws/credentials and ~/.aws/config, AWS_PROFILE,
--- AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE).
+-- AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE): static keys, or a
+-- credential_process whose JSON answer is cached until 5 minutes before its
+-- Expiration. Not supported: role_arn/source_profile, SSO, container and
+-- instance metadata credentials.
 local type, setmetatable, tostring, tonumber, pcall = type, setmetatable, tostring, tonumber, pcall
 local core = require "dms.core"
 local config_mod = require "dms.config"
@@ -60,7 +63,37 @@ local function from_env(config)
                      session_token = getenv(config, "AWS_SESSION_TOKEN") }, "environment")
 end
 
-local function from_profile(profile, name)
+-- Runs a profile's credential_process (blocking: io.popen) and reads its
+-- JSON answer ({"Version": 1, "AccessKeyId", "SecretAccessKey", "SessionToken",
+-- "Expiration"}). Its output is never quoted in an error: it holds secrets.
+local function credential_process(command, name)
+  return function()
+    -- the exit status travels on a last line: Lua 5.1's close() does not report it
+    local p = io.popen("{ " .. command .. "\n}; printf '\\n%d\\n' \"$?\"", "r")
+    if not p then
+      return nil, cred_error("ProcessFailed", "profile '" .. name .. "': cannot run credential_process")
+    end
+    local all = p:read("*a") or ""
+    p:close()
+    local out, code = all:match("^(.*)\n(%d+)\n$")
+    if code ~= "0" then
+      return nil, cred_error("ProcessFailed", "profile '" .. name .. "': credential_process exited with status "
+        .. tostring(code))
+    end
+    local dok, doc = pcall(require("cjson").decode, out or "")
+    if not dok or type(doc) ~= "table" or doc.Version ~= 1 then
+      return nil, cred_error("ProcessFailed", "profile '" .. name
+        .. "': credential_process did not print a JSON document with Version 1")
+    end
+    return doc
+  end
+end
+
+local function from_profile(profile, name, clock)
+  if profile and profile.credential_process and not profile.aws_access_key_id then
+    return M.provider(credential_process(profile.credential_process, name),
+                      "credential_process of profile " .. name, clock)
+  end
   if not profile or not profile.aws_access_key_id then return nil end
   if not profile.aws_secret_access_key then
     return nil, cred_error("IncompleteCredentials",
@@ -122,8 +155,9 @@ function M.resolve(config, profile, profile_name, explicit_profile)
     if err then return nil, err end
     if creds then return M.provider(function() return creds end, "environment", clock) end
   end
-  local creds, err = from_profile(profile, profile_name)
+  local creds, err = from_profile(profile, profile_name, clock)
   if err then return nil, err end
+  if creds and getmetatable(creds) == Provider then return creds end
   if creds then return M.provider(function() return creds end, creds.source, clock) end
   return nil, cred_error("NoCredentials", "no credentials found: set config.credentials, "
     .. "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile in "
