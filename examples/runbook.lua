@@ -27,9 +27,7 @@ end
 local function is_terminal()
   local term = os.getenv("TERM")
   if not term or term == "" or term == "dumb" then return false end
-  if core.isatty then return core.isatty(1) end
-  local a, _, c = os.execute("test -t 1")
-  return a == true or a == 0 or (a == nil and c == 0)
+  return core.isatty(1)
 end
 local TTY = is_terminal()
 local function bold(s) return TTY and ("\27[1m" .. s .. "\27[0m") or s end
@@ -39,7 +37,8 @@ local client = assert(dms.new({ region = os.getenv("AWS_REGION") or "us-east-1",
 
 ---------------------------------------------------------------------------
 -- The local endpoint's admin API. Only the demo uses it: it reads the emulated
--- clock and simulates a failure. None of this exists on AWS.
+-- clock (for the DMS time column) and simulates a failure. None of this exists
+-- on AWS.
 
 local admin = core.http()
 
@@ -60,6 +59,12 @@ end
 ---------------------------------------------------------------------------
 -- What a person watching wants to see
 
+-- Every line starts with the same clock: [real time | emulated DMS time], both
+-- counted from the start of the runbook (the local endpoint's clock runs faster
+-- than real time: a start that takes about 50 minutes on AWS takes seconds here).
+
+local real_start, dms_start        -- set when the runbook begins
+
 local live = false
 local last_progress = -100
 
@@ -70,43 +75,47 @@ local function line(s)
   io.stdout:flush()
 end
 
-local function clock(ev)
-  return dim(string.format("[real %6s | DMS %7s]", workflow.duration(ev.elapsed),
-    ev.dms_elapsed and workflow.duration(ev.dms_elapsed) or "-"))
+local function clock()
+  return dim(string.format("[real %6s | DMS %7s]", workflow.duration(core.now() - real_start),
+    workflow.duration(emulated_now() - dms_start)))
 end
 
 local function show(ev)
   local t = ev.type
   if t == "progress" or (t == "status" and ev.status == "running" and ev.progress and ev.progress > 0) then
     if TTY then
-      io.stdout:write("\r", workflow.progress_line(ev), "\27[K")
+      io.stdout:write("\r  ", clock(), " ", workflow.progress_text(ev), "\27[K")
       io.stdout:flush()
       live = true
-    elseif (ev.progress or 0) - last_progress >= 20 then
+    elseif (ev.progress or 0) - last_progress >= 20 or (ev.progress == 100 and last_progress < 100) then
       last_progress = ev.progress or 0
-      line("  " .. workflow.progress_line(ev))
+      line("  " .. clock() .. " " .. workflow.progress_text(ev))
     end
     return
   end
-  if t == "status" then
-    line(string.format("  %s %-30s%s", clock(ev), ev.status,
-      ev.provision_state and ("capacity " .. ev.provision_state) or ""))
+  local text
+  if t == "described" then
+    text = string.format("described: %s (%s)%s", tostring(ev.status), tostring(ev.replication_type),
+      ev.stop_reason and (", " .. ev.stop_reason) or "")
+  elseif t == "status" then
+    text = ev.provision_state and string.format("%-28s  capacity %s", ev.status, ev.provision_state) or ev.status
   elseif t == "stopped" then
-    line(string.format("  %s %s  %s at %s%% of the full load", clock(ev), bold(ev.status),
-      tostring(ev.stop_reason), tostring(ev.progress)))
+    text = string.format("%s  %s at %s%% of the full load", bold(ev.status), tostring(ev.stop_reason),
+      tostring(ev.progress))
   elseif t == "assessment" then
-    line(string.format("  %s premigration assessment %s (%s/%s individual assessments)", clock(ev),
-      bold(tostring(ev.assessment)), tostring(ev.assessment_done), tostring(ev.assessment_count)))
+    text = string.format("premigration assessment %s (%s/%s individual assessments)",
+      bold(tostring(ev.assessment)), tostring(ev.assessment_done), tostring(ev.assessment_count))
   elseif t == "start_sent" or t == "resume_sent" then
     last_progress = -100
-    line("  " .. clock(ev) .. " " .. bold(workflow.format_event(ev)))
+    text = bold(workflow.format_event(ev))
   elseif t == "done" or t == "ready" then
-    line("  " .. clock(ev) .. " " .. bold(workflow.format_event(ev)))
+    text = bold(workflow.format_event(ev))
   elseif t == "error" then
-    line("  " .. bold("error: " .. tostring(ev.code) .. ": " .. tostring(ev.message)))
+    text = bold("error: " .. tostring(ev.code) .. ": " .. tostring(ev.message))
   else
-    line("  " .. clock(ev) .. " " .. workflow.format_event(ev))
+    text = workflow.format_event(ev)
   end
+  line("  " .. clock() .. " " .. text)
 end
 
 local function step(title)
@@ -135,9 +144,11 @@ end
 
 ---------------------------------------------------------------------------
 
-local real_start, dms_start = core.now(), emulated_now()
-line(bold("lua-dms runbook") .. " against " .. ENDPOINT .. " (a local DMS endpoint; emulated time runs faster)")
+real_start, dms_start = core.now(), emulated_now()
+line(bold("lua-dms runbook") .. " against " .. ENDPOINT .. " (a local DMS endpoint)")
 line("replication " .. ARN)
+line(dim("times: [real | DMS] since the runbook began; DMS time is the local endpoint's emulated clock, "
+  .. "which runs faster"))
 
 step("1. Start with a premigration assessment, watch until running")
 local first = check(workflow.run(client, options({
@@ -155,8 +166,8 @@ line(string.format("  status %s, %s, capacity %s", bold(repl.Status), tostring(r
 
 step("3. Run it again until the full load is complete; a failure stops it halfway")
 local armed = emulator("POST", "stop", { arn = ARN, reason = "RECOVERABLE_ERROR", at_progress = 50 })
-line(dim("  simulating a failure on the local endpoint: a RECOVERABLE_ERROR stop at 50 % of the full load"
-  .. " (status now " .. tostring(armed.Status) .. ")"))
+line("  " .. clock() .. dim(" simulating a failure on the local endpoint: a RECOVERABLE_ERROR stop at 50 % of "
+  .. "the full load (status now " .. tostring(armed.Status) .. ")"))
 local last = check(workflow.run(client, options({ wait_for = "full-load-complete" })))
 
 step("Summary")

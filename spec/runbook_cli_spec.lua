@@ -111,6 +111,21 @@ describe("bin/dms-runbook", function()
     assert.are.equal(0, #emu:requests("StartReplication"))
   end)
 
+  it("exits 2 on an ARN that is not one of a replication config, before any request", function()
+    for _, bad in ipairs({ "bogus", "arn:aws:dms:us-east-1:123456789012:endpoint:ABCDEFGHIJKLMNOPQRSTUVWX03",
+                           "arn:aws:s3:::bucket" }) do
+      for _, cmd in ipairs({ "run", "status", "stop" }) do
+        local code, out, err = runbook(cmd .. " --arn '" .. bad .. "'")
+        assert.are.equal(2, code, cmd .. " " .. bad)
+        assert.truthy(err:find("not the ARN of a DMS replication config", 1, true), err)
+        local evs = events(out)
+        assert.are.equal(1, #evs)
+        assert.are.equal("Usage", evs[1].code)
+      end
+    end
+    assert.are.same({}, emu:requests())
+  end)
+
   it("runs a replication to running, one JSON event per line when stdout is not a terminal", function()
     local code, out, err = runbook("run --arn " .. ARN .. " --assess-folder assess --poll-interval 0.05")
     assert.are.equal(0, code, err)
@@ -214,6 +229,22 @@ describe("bin/dms-runbook", function()
     assert.truthy(err:find(pid, 1, true))
     assert.are.equal("Locked", events(out)[1].code)
     -- the first one finishes undisturbed
+    wait_until(function() return (read(first_out) or ""):find('"type":"done"', 1, true) ~= nil end)
+    assert.are.same({ "start-replication" }, start_types(slow))
+  end)
+
+  it("refuses a second runbook with another state file, or none, on the same replication", function()
+    local base = "run --arn " .. ARN .. " --poll-interval 0.05"
+    local pid, first_out = background(base .. " --state-file " .. dir .. "/rb1.json", slow.url, "rb1")
+    wait_until(function() return #slow:requests("StartReplication") == 1 end)
+    for _, other in ipairs({ " --state-file " .. dir .. "/rb3.json", "" }) do
+      local code, out, err = runbook(base .. other, slow.url)
+      assert.are.equal(6, code, err)
+      assert.truthy(err:find("Locked", 1, true))
+      assert.truthy(err:find(pid, 1, true))
+      assert.are.equal("Locked", events(out)[1].code)
+    end
+    assert.is_nil(read(dir .. "/rb3.json"))
     wait_until(function() return (read(first_out) or ""):find('"type":"done"', 1, true) ~= nil end)
     assert.are.same({ "start-replication" }, start_types(slow))
   end)

@@ -272,6 +272,16 @@ describe("dms.workflow", function()
     loud:close()
   end)
 
+  it("sends a start DMS refuses for itself once and returns StartRefused", function()
+    emu:replication({ arn = emulator.ARN_FULL_LOAD, type = "full-load", status = "stopped",
+                      stop_reason = "FULL_LOAD_ONLY_FINISHED" })
+    local _, err = workflow.run(client, (options({ replication_config_arn = emulator.ARN_FULL_LOAD,
+                                                   start_type = "resume-processing" })))
+    assert.are.equal("StartRefused", err.code)
+    assert.truthy(err.message:find("full-load cannot resume processing", 1, true))
+    assert.are.equal(1, #starts())
+  end)
+
   it("refuses to start a full-load replication again without an explicit start type", function()
     emu:replication({ arn = emulator.ARN_FULL_LOAD, type = "full-load", status = "stopped",
                       stop_reason = "FULL_LOAD_ONLY_FINISHED" })
@@ -358,6 +368,50 @@ describe("dms.workflow", function()
       assert.are.same({ "resume-processing" }, start_types())
     end)
 
+    it("does not take a refusal of the request itself for the start of an earlier attempt", function()
+      -- a pending resume-processing of a full-load replication (which DMS refuses
+      -- whatever its state): the refusal is no sign of an earlier start
+      local path = dir .. "/refused.json"
+      local FL = emulator.ARN_FULL_LOAD
+      emu:replication({ arn = FL, type = "full-load", status = "stopped", stop_reason = "FULL_LOAD_ONLY_FINISHED" })
+      local repl = assert(workflow.describe(client, FL))
+      local st = repl.ReplicationStats
+      write(path, cjson.encode({
+        version = 1, arn = FL, phase = "resuming", start_sent = true, start_pending = true,
+        pending_type = "resume-processing", pending_resume = false, starts = 0, resumes = 0, start_attempts = 1,
+        before = { status = "stopped", start_date = st.StartDate, start_type = repl.StartReplicationType },
+        pid = 999999,
+      }))
+      local opts, events = options({ replication_config_arn = FL, state_file = path,
+                                     start_type = "resume-processing" })
+      local outcome, err = workflow.run(client, opts)
+      assert.is_nil(outcome)
+      assert.are.equal("workflow", err.kind)
+      assert.are.equal("StartRefused", err.code)
+      assert.are.equal("InvalidResourceStateFault", err.service_code)
+      assert.truthy(err.message:find("cannot resume processing", 1, true))
+      assert.are.equal("stopped", err.replication.Status)
+      assert.is_nil(find(events, "started"))
+      assert.are.equal(1, count(events, "start_refused"))
+      -- exactly one StartReplication reached DMS
+      local log = starts()
+      assert.are.equal(1, #log)
+      assert.are.equal("resume-processing", log[1].body.StartReplicationType)
+      assert.are.equal("InvalidResourceStateFault", log[1].error)
+      core.sleep(0.1)
+      assert.are.equal(1, #starts())
+      -- the state file holds no pending start and no start
+      local saved = cjson.decode(read(path))
+      assert.is_false(saved.start_pending)
+      assert.are.equal(0, saved.starts)
+      assert.are.equal("failed", saved.phase)
+      assert.are.equal("StartRefused", saved.last_error)
+      -- and the next run sends nothing it was not asked for
+      local _, again = workflow.run(client, (options({ replication_config_arn = FL, state_file = path })))
+      assert.are.equal("StartTypeRequired", again.code)
+      assert.are.equal(1, #starts())
+    end)
+
     it("refuses a state file of another replication", function()
       local path = dir .. "/other.json"
       write(path, cjson.encode({ arn = emulator.ARN_CDC, phase = "waiting" }))
@@ -370,22 +424,44 @@ describe("dms.workflow", function()
   describe("lock", function()
     it("keeps a second runbook off a replication another process drives", function()
       local state = dir .. "/locked.json"
-      local pid, pipe = hold_lock(dir, state .. ".lock")
+      local path = assert(workflow.Session.new(client, options())):lock_path()
+      local pid, pipe = hold_lock(dir, path)
+      local held = true
+      local function release()
+        if held then os.execute("kill " .. pid) pipe:close() end
+        held = false
+      end
+      finally(release)
       local _, err = workflow.run(client, (options({ state_file = state })))
       assert.are.equal("Locked", err.code)
       assert.are.equal(tonumber(pid), err.pid)
+      assert.are.equal(path, err.lock_file)
       assert.are.equal(0, #emu:requests())
-      os.execute("kill " .. pid)
-      pipe:close()
+      release()
       assert(workflow.run(client, (options({ state_file = state }))))
       assert.are.equal(1, #starts())
     end)
 
-    it("derives the lock from the ARN without a state file, and a process may take it again", function()
-      local s = assert(workflow.Session.new(client, options()))
-      local path = s:lock_path()
+    it("is one lock per replication, whatever the state file", function()
+      local function lock_path(extra) return assert(workflow.Session.new(client, options(extra))):lock_path() end
+      local path = lock_path()
       assert.are.equal(dir, path:match("^(.*)/"))
       assert.truthy(path:find("ABCDEFGHIJKLMNOPQRSTUVWX03", 1, true))
+      assert.are.equal(path, lock_path({ state_file = dir .. "/a.json" }))
+      assert.are.equal(path, lock_path({ state_file = dir .. "/b.json" }))
+      assert.are_not.equal(path, lock_path({ replication_config_arn = emulator.ARN_CDC }))
+      -- a runbook with another state file is kept off too
+      local pid, pipe = hold_lock(dir, path)
+      finally(function() os.execute("kill " .. pid) pipe:close() end)
+      local _, err = workflow.run(client, (options({ state_file = dir .. "/other-state.json" })))
+      assert.are.equal("Locked", err.code)
+      assert.are.equal(tonumber(pid), err.pid)
+      assert.is_nil(read(dir .. "/other-state.json"))
+      assert.are.equal(0, #emu:requests())
+    end)
+
+    it("may be taken again by the process that holds it", function()
+      local path = assert(workflow.Session.new(client, options())):lock_path()
       local h1 = assert(workflow.lock_acquire(path))
       local h2 = assert(workflow.lock_acquire(path))
       assert.are.equal(h1, h2)
@@ -393,37 +469,15 @@ describe("dms.workflow", function()
       workflow.lock_release(h1)
     end)
 
-    describe("without the C functions", function()
-      local saved
-      before_each(function()
-        saved = { lock = core.lock, write_file_atomic = core.write_file_atomic, pid = core.pid }
-        core.lock, core.write_file_atomic, core.pid = nil, nil, nil
-      end)
-      after_each(function()
-        core.lock, core.write_file_atomic, core.pid = saved.lock, saved.write_file_atomic, saved.pid
-      end)
-
-      it("uses a pid file, refuses a live holder and takes over from a dead one", function()
-        assert.are.equal(saved.pid(), workflow.getpid())
-        local state = dir .. "/fallback.json"
-        local p = assert(io.popen("exec sh -c 'echo $$; exec sleep 30'"))
-        local live = p:read("*l")
-        write(state .. ".lock", live .. "\n")
-        local _, err = workflow.run(client, (options({ state_file = state })))
-        assert.are.equal("Locked", err.code)
-        assert.are.equal(tonumber(live), err.pid)
-        os.execute("kill " .. live)
-        p:close()
-        assert.is_false(workflow.process_alive(tonumber(live)))
-        local outcome, err2 = workflow.run(client, (options({ state_file = state })))
-        assert.is_nil(err2)
-        local warning = find(outcome.events, "warning")
-        assert.truthy(warning.message:find("took over", 1, true))
-        assert.is_nil(read(state .. ".lock"))           -- released
-        local saved_state = cjson.decode(read(state))
-        assert.are.equal("done", saved_state.phase)
-        assert.are.equal(ARN, saved_state.arn)
-      end)
+    it("lies in $XDG_RUNTIME_DIR, $TMPDIR or /tmp without lock_dir", function()
+      local o = options()
+      o.lock_dir = nil
+      local path = assert(workflow.Session.new(client, o)):lock_path()
+      local expected = os.getenv("XDG_RUNTIME_DIR")
+      if not expected or expected == "" then expected = os.getenv("TMPDIR") end
+      if not expected or expected == "" then expected = "/tmp" end
+      assert.are.equal(expected, path:match("^(.*)/"))
+      assert.truthy(path:match("/dms%-runbook%-ABCDEFGHIJKLMNOPQRSTUVWX03%-%x+%.lock$"))
     end)
   end)
 

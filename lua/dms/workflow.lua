@@ -8,6 +8,7 @@
 --     resume = { max_attempts = 3 },
 --     poll = { interval = 15, timeout = 6 * 3600 },
 --     state_file = "/var/lib/runbooks/orders.json",
+--     lock_dir = "/run/runbooks",                          -- default $XDG_RUNTIME_DIR, $TMPDIR or /tmp
 --     on_event = function(ev) print(workflow.format_event(ev)) end,
 --   })
 --
@@ -19,23 +20,27 @@
 --   * a StartReplication whose outcome is unknown (timeout, 5xx, lost connection)
 --     is never sent again blindly: the replication is described and the workflow
 --     goes on from what it shows;
+--   * a StartReplication DMS refuses (InvalidResourceStateFault) counts as
+--     started only when a describe shows the start (after an earlier attempt of
+--     ours); a refusal of the request itself is not sent again (StartRefused);
 --   * a FATAL_ERROR stop is never resumed; recoverable stops are, a bounded
 --     number of times, with backoff;
 --   * before a start or resume it waits until the capacity of the previous run
 --     is released;
 --   * with a state file, each transition is written atomically before the
 --     action it announces, so a runbook killed at any point and run again goes
---     on where it was; a lock keeps two runbooks from driving one replication.
+--     on where it was;
+--   * a lock per replication (a file in lock_dir named after the ARN, whatever
+--     the state file) keeps two runbooks from driving one replication.
 --
 -- Every public function returns a result or nil, err (err.kind "workflow" for
 -- the workflow's own outcomes: AssessmentFailed, FatalStop, Timeout, Locked,
--- ResumeLimit, Stopped, ...); none raises on a runtime failure.
+-- ResumeLimit, Stopped, StartRefused, ...); none raises on a runtime failure.
 local type, pairs, ipairs, tostring, tonumber, pcall, setmetatable =
       type, pairs, ipairs, tostring, tonumber, pcall, setmetatable
 local math_floor, math_min, math_max, math_random = math.floor, math.min, math.max, math.random
 local string_format, table_concat = string.format, table.concat
-local io_open, io_popen, os_rename, os_remove, os_execute, os_getenv =
-      io.open, io.popen, os.rename, os.remove, os.execute, os.getenv
+local io_open, os_getenv = io.open, os.getenv
 
 local core = require "dms.core"
 local cjson = require "cjson.safe"
@@ -229,82 +234,8 @@ end
 M.started_since = started_since
 
 ---------------------------------------------------------------------------
--- Files, pids and locks. dms.core provides write_file_atomic (fsync, rename,
--- fsync of the directory), lock (flock: the kernel drops it with the process)
--- and pid; the Lua fallbacks below (no fsync; an O_EXCL pid file taken over
--- when its process is gone) run with a module that lacks them.
-
-local function exec_ok(a, _, c)
-  if a == true then return true end
-  if type(a) == "number" then return a == 0 end     -- Lua 5.1 / LuaJIT
-  return a == nil and c == 0
-end
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local cached_pid
-local function getpid()
-  if core.pid then return core.pid() end
-  if cached_pid then return cached_pid end
-  local f = io_open("/proc/self/stat", "r")
-  if f then
-    local line = f:read("*l")
-    f:close()
-    cached_pid = tonumber(line and line:match("^(%d+)"))
-  end
-  if not cached_pid then
-    local p = io_popen("echo $PPID")       -- the shell's parent is this process
-    if p then
-      cached_pid = tonumber(p:read("*l"))
-      p:close()
-    end
-  end
-  return cached_pid or 0
-end
-M.getpid = getpid
-
-local function process_alive(pid)
-  if core.process_alive then return core.process_alive(pid) end
-  if pid == getpid() then return true end
-  local f = io_open("/proc/" .. pid .. "/stat", "r")
-  if f then
-    local line = f:read("*l") or ""
-    f:close()
-    local state = line:match("^%d+ %b() (%a)")
-    return state ~= "Z" and state ~= "X"         -- a zombie holds nothing
-  end
-  local self_stat = io_open("/proc/self/stat", "r")
-  if self_stat then
-    self_stat:close()
-    return false                                 -- /proc is there and the pid is not
-  end
-  return exec_ok(os_execute("kill -0 " .. math_floor(pid) .. " 2>/dev/null"))
-end
-M.process_alive = process_alive
-
--- write `data` to `path` so that a reader sees the old or the new content, never a mix
-local function write_file_atomic(path, data)
-  if core.write_file_atomic then return core.write_file_atomic(path, data) end
-  local tmp = path .. ".tmp." .. getpid()
-  local f, err = io_open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr_ = f:write(data)
-  if ok then ok, werr_ = f:flush() end
-  f:close()
-  if not ok then
-    os_remove(tmp)
-    return nil, werr_
-  end
-  local rok, rerr = os_rename(tmp, path)
-  if not rok then
-    os_remove(tmp)
-    return nil, rerr
-  end
-  return true
-end
-M.write_file_atomic = write_file_atomic
+-- Files and locks. dms.core provides write_file_atomic (fsync, rename, fsync
+-- of the directory) and lock (flock: the kernel drops it with the process).
 
 local function read_file(path)
   local f = io_open(path, "rb")
@@ -314,68 +245,27 @@ local function read_file(path)
   return data
 end
 
-local function read_pid(path)
-  local data = read_file(path)
-  return data and tonumber(data:match("^%s*(%d+)")), data ~= nil
-end
+local held = {}   -- lock path -> { count, handle, path }: a process may take its own lock again
 
--- creates `path` holding `pid` only if it does not exist (O_EXCL, through the
--- shell's noclobber)
-local function create_exclusive(path, pid)
-  return exec_ok(os_execute("(set -C; echo " .. math_floor(pid) .. " > " .. shell_quote(path) .. ") 2>/dev/null"))
-end
-
-local held = {}   -- lock path -> { count, handle }: a process may take its own lock again
-
--- lock_acquire(path) -> handle, taken_over_pid | nil, err (code Locked or LockFailed)
+-- lock_acquire(path) -> handle | nil, err (code Locked or LockFailed)
 local function lock_acquire(path)
   local h = held[path]
   if h then
     h.count = h.count + 1
     return h
   end
-  if core.lock then
-    -- core.lock(path) -> lock, stale_pid | nil, message, holder_pid
-    local handle, a, holder = core.lock(path)
-    if not handle then
-      if holder then
-        return nil, werr("Locked", string_format("another runbook (pid %d) is driving this replication: "
-          .. "lock file %s", holder, path), { pid = holder, lock_file = path })
-      end
-      return nil, werr("LockFailed", tostring(a), { lock_file = path })
+  -- core.lock(path) -> lock | nil, message, holder_pid
+  local handle, msg, holder = core.lock(path)
+  if not handle then
+    if holder then
+      return nil, werr("Locked", string_format("another runbook (pid %d) is driving this replication: "
+        .. "lock file %s", holder, path), { pid = holder, lock_file = path })
     end
-    h = { count = 1, handle = handle, path = path }
-    held[path] = h
-    return h, a
+    return nil, werr("LockFailed", tostring(msg), { lock_file = path })
   end
-  local me = getpid()
-  local stale
-  for _ = 1, 5 do
-    if create_exclusive(path, me) then
-      if read_pid(path) == me then
-        h = { count = 1, path = path, pid = me }
-        held[path] = h
-        return h, stale
-      end
-    else
-      local holder, exists = read_pid(path)
-      if not exists then
-        return nil, werr("LockFailed", "cannot create the lock file " .. path, { lock_file = path })
-      end
-      if holder and holder ~= me and process_alive(holder) then
-        return nil, werr("Locked", string_format("another runbook (pid %d) is driving this replication: "
-          .. "lock file %s", holder, path), { pid = holder, lock_file = path })
-      end
-      if holder then
-        -- stale: its process is gone
-        stale = holder
-        os_remove(path)
-      else
-        core.sleep(0.05)       -- just created, pid not written yet
-      end
-    end
-  end
-  return nil, werr("Locked", "could not take the lock file " .. path, { lock_file = path })
+  h = { count = 1, handle = handle, path = path }
+  held[path] = h
+  return h
 end
 
 local function lock_release(h)
@@ -383,11 +273,7 @@ local function lock_release(h)
   h.count = h.count - 1
   if h.count > 0 then return end
   held[h.path] = nil
-  if h.handle then
-    h.handle:release()
-  elseif read_pid(h.path) == h.pid then
-    os_remove(h.path)
-  end
+  h.handle:release()
 end
 
 ---------------------------------------------------------------------------
@@ -447,7 +333,7 @@ function Session.new(client, opts)
     or check_number(resume.max_backoff, "resume.max_backoff")
   if e then return nil, e end
   if resume.on ~= nil and type(resume.on) ~= "table" then return nil, verr("resume.on must be a list of reasons") end
-  for _, k in ipairs({ "state_file", "lock_file", "lock_dir" }) do
+  for _, k in ipairs({ "state_file", "lock_dir" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "string" then return nil, verr(k .. " must be a string") end
   end
   for _, k in ipairs({ "on_event", "sleep", "clock", "random" }) do
@@ -592,10 +478,10 @@ function Session:save(extra)
     s.progress = stats(repl).FullLoadProgressPercent
   end
   s.updated_at = self:now()
-  s.pid = getpid()
+  s.pid = core.pid()
   if not self.opts.state_file then return true end
   local data = cjson.encode(s)
-  local ok, err = write_file_atomic(self.opts.state_file, data .. "\n")
+  local ok, err = core.write_file_atomic(self.opts.state_file, data .. "\n")
   if not ok then
     return nil, werr("StateFile", "cannot write the state file " .. self.opts.state_file .. ": " .. tostring(err))
   end
@@ -611,7 +497,8 @@ function Session:load()
   if not data then return true end
   local s = cjson.decode(data)
   if type(s) ~= "table" or s.arn == nil then
-    -- unreadable: act as if a start may have been sent, so a refused start counts as ours
+    -- unreadable: act as if a start may have been sent, so a refused start that
+    -- a describe shows as started counts as ours
     self.unknown_attempt = true
     self:emit("warning", nil, { message = "the state file " .. path .. " is unreadable; starting from what "
       .. "DescribeReplications shows" })
@@ -634,10 +521,16 @@ function Session:load()
   return true
 end
 
+local function env_dir(name)
+  local v = os_getenv(name)
+  if v ~= nil and v ~= "" then return v end
+end
+
+-- The lock belongs to the replication, whatever the state file: two runbooks on
+-- one ARN meet on one lock file (in opts.lock_dir, else $XDG_RUNTIME_DIR,
+-- $TMPDIR or /tmp) named after the ARN's id and a hash of the whole ARN.
 function Session:lock_path()
-  if self.opts.lock_file then return self.opts.lock_file end
-  if self.opts.state_file then return self.opts.state_file .. ".lock" end
-  local dir = self.opts.lock_dir or os_getenv("XDG_RUNTIME_DIR") or os_getenv("TMPDIR") or "/tmp"
+  local dir = self.opts.lock_dir or env_dir("XDG_RUNTIME_DIR") or env_dir("TMPDIR") or "/tmp"
   local id = self.arn:match("([^:/]+)$") or "replication"
   return dir .. "/dms-runbook-" .. sanitize(id) .. "-" .. core.sha256_hex(self.arn):sub(1, 12) .. ".lock"
 end
@@ -646,13 +539,9 @@ end
 function Session:open()
   if self.opts.lock ~= false then
     local path = self:lock_path()
-    local h, stale = lock_acquire(path)
-    if not h then return nil, stale end
+    local h, err = lock_acquire(path)
+    if not h then return nil, err end
     self.lock = h
-    if type(stale) == "number" then
-      self:emit("warning", nil, { message = string_format("took over the lock %s of pid %d, which is gone",
-        path, stale), lock_file = path })
-    end
   end
   local ok, err = self:load()
   if not ok then return nil, err end
@@ -809,19 +698,34 @@ function Session:send_start(start_type, repl, is_resume)
   end
 
   if err.code == "InvalidResourceStateFault" then
-    if self.unknown_attempt then
-      -- refused because our own earlier attempt did start it
-      local fresh, derr = self:poll_describe()
-      if not fresh then return nil, derr end
-      return self:confirm(start_type, fresh, is_resume, "refused after an earlier attempt")
-    end
-    self.refusals = self.refusals + 1
+    -- Refused. Either the replication had moved on (an earlier attempt of ours
+    -- took, another start, its capacity still being released) or the request
+    -- itself cannot succeed (resume-processing of a full-load replication, ...)
+    -- and sending it again gets the same answer. Describe (twice: a read may
+    -- lag) to tell which.
     ok, serr = self:save({ start_pending = false })
     if not ok then return nil, serr end
-    self:emit("start_refused", repl, { code = err.code, message = err.message, start_type = start_type })
-    if self.refusals > M.DEFAULTS.max_refusals then return nil, err end
-    self:pause(self:jitter(self.interval))
-    return self:poll_describe()
+    local fresh, moved
+    for look = 1, 2 do
+      if look == 2 then self:pause(self:jitter(self.interval)) end
+      local derr
+      fresh, derr = self:poll_describe()
+      if not fresh then return nil, derr end
+      moved = started_since(s.before, fresh)
+      if moved or not M.capacity_released(fresh) then break end
+    end
+    if moved and self.unknown_attempt then
+      return self:confirm(start_type, fresh, is_resume, "refused after an earlier attempt")
+    end
+    self:emit("start_refused", fresh, { code = err.code, message = err.message, start_type = start_type })
+    local refused = werr("StartRefused", string_format("DMS refused StartReplication %s of %s: %s", start_type,
+      self.arn, tostring(err.message)), { replication = fresh, start_type = start_type,
+      service_code = err.code, service_message = err.message })
+    if not moved and M.capacity_released(fresh) then return nil, refused end
+    -- it moved on: the caller decides again from what it shows (a bounded number of times)
+    self.refusals = self.refusals + 1
+    if self.refusals > M.DEFAULTS.max_refusals then return nil, refused end
+    return fresh
   end
 
   ok, serr = self:save({ start_pending = false })
@@ -1250,9 +1154,9 @@ M.duration = duration
 
 local function num(v) return v == nil and "-" or tostring(math_floor(v)) end
 
--- one line of status: status, progress, tables, capacity, elapsed
-function M.progress_line(ev)
-  local parts = { string_format("[%8s]", duration(ev.elapsed)), string_format("%-28s", tostring(ev.status)) }
+-- status, progress, tables, assessment, capacity (no time)
+function M.progress_text(ev)
+  local parts = { string_format("%-28s", tostring(ev.status)) }
   if ev.replication_type ~= "cdc" and ev.progress ~= nil then
     parts[#parts + 1] = string_format("load %3s%%", num(ev.progress))
     parts[#parts + 1] = string_format("tables %s loaded %s loading %s queued %s errored",
@@ -1260,8 +1164,15 @@ function M.progress_line(ev)
   end
   if ev.assessment then parts[#parts + 1] = "assessment " .. ev.assessment end
   if ev.provision_state then parts[#parts + 1] = "capacity " .. ev.provision_state end
-  if ev.dms_elapsed then parts[#parts + 1] = "(DMS " .. duration(ev.dms_elapsed) .. ")" end
   return table_concat(parts, "  ")
+end
+
+-- one line of status: elapsed (of this call), progress_text, and the run time
+-- DMS reports (ElapsedTimeMillis: since the current start)
+function M.progress_line(ev)
+  local line = string_format("[%8s]  %s", duration(ev.elapsed), M.progress_text(ev))
+  if ev.dms_elapsed then line = line .. "  (run time " .. duration(ev.dms_elapsed) .. " per DMS)" end
+  return line
 end
 
 local FORMATS = {
