@@ -248,4 +248,18 @@ describe("bin/dms-runbook", function()
     wait_until(function() return (read(first_out) or ""):find('"type":"done"', 1, true) ~= nil end)
     assert.are.same({ "start-replication" }, start_types(slow))
   end)
+
+  it("draws a live progress line on a terminal (a pseudo-terminal from script(1))", function()
+    local out_file = dir .. "/tty.out"
+    local cmd = command("--arn " .. ARN .. " --poll-interval 0.05 run --wait-for running", slow.url)
+      :gsub("TERM=dumb", "TERM=xterm")
+    local ok = os.execute("script -qec " .. "'" .. cmd:gsub("'", "'\\''") .. "' " .. out_file
+      .. " >/dev/null 2>&1 </dev/null")
+    assert.truthy(ok == true or ok == 0)
+    local text = read(out_file) or ""
+    assert.truthy(text:find("\r", 1, true), "no carriage return: the line is not redrawn")
+    assert.falsy(text:find('{"type":', 1, true), "JSON events on a terminal")
+    assert.truthy(text:find("running", 1, true))
+    assert.truthy(text:find("%d+%%"), "no full-load percentage")
+  end)
 end)
