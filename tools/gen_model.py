@@ -86,8 +86,6 @@ def compact_shape(name, shape):
     for k in ("min", "max"):
         if k in shape:
             out[k] = shape[k]
-    if shape.get("sensitive"):
-        out["sensitive"] = True
     return out
 
 

@@ -29,6 +29,5 @@ function Transport:close()
 end
 
 Transport.__close = Transport.close
-Transport.__gc = nil
 
 return M
