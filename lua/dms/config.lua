@@ -49,6 +49,7 @@ function M.parse_ini(text)
   return sections
 end
 
+-- The whole file, or nil when it cannot be read.
 local function read_file(path)
   local f = io_open(path, "rb")
   if not f then return nil end
@@ -56,6 +57,7 @@ local function read_file(path)
   f:close()
   return s
 end
+M.read_file = read_file
 
 local function expand(config, path)
   if path:sub(1, 2) == "~/" then return home(config) .. path:sub(2) end

@@ -40,7 +40,7 @@ local type, pairs, ipairs, tostring, tonumber, pcall, setmetatable =
       type, pairs, ipairs, tostring, tonumber, pcall, setmetatable
 local math_floor, math_min, math_max, math_random = math.floor, math.min, math.max, math.random
 local string_format, table_concat = string.format, table.concat
-local io_open, os_getenv = io.open, os.getenv
+local os_getenv = os.getenv
 
 local core = require "dms.core"
 local cjson = require "cjson.safe"
@@ -237,13 +237,7 @@ M.started_since = started_since
 -- Files and locks. dms.core provides write_file_atomic (fsync, rename, fsync
 -- of the directory) and lock (flock: the kernel drops it with the process).
 
-local function read_file(path)
-  local f = io_open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local read_file = require("dms.config").read_file
 
 local held = {}   -- lock path -> { count, handle, path }: a process may take its own lock again
 
