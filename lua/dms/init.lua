@@ -21,8 +21,7 @@ local retry = require "dms.retry"
 local M = { _VERSION = "0.1.0", core = core, model = model }
 
 local LUA_NAME = (type(jit) == "table" and jit.version) or _VERSION
-local USER_AGENT = "lua-dms/" .. M._VERSION .. " (" .. LUA_NAME:gsub(" ", "/") .. "; "
-  .. (core.curl_version:match("^(%S+)") or "libcurl") .. ")"
+local USER_AGENT = "lua-dms/" .. M._VERSION .. " (" .. LUA_NAME:gsub(" ", "/") .. ")"
 
 local function config_error(code, message)
   return core.error({ kind = "config", code = code, message = message })
