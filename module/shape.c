@@ -232,7 +232,8 @@ static int table_int_field(lua_State *L, int idx, const char *k, int required, i
     } else {
         lua_Number v = lua_tonumber(L, -1);
         ok = v >= lo && v <= hi;
-        *out = (int)v;
+        if (ok)             /* converting a value beyond int is undefined */
+            *out = (int)v;
     }
     lua_pop(L, 1);
     return ok;
@@ -370,14 +371,11 @@ typedef struct {
     char msg[PATH_MAX_LEN + 320];
 } walker;
 
-static size_t path_push(walker *w, const char *fmt, const char *s, long long n)
+/* Appends fmt (one %s) with s to the path; returns the length to restore. */
+static size_t path_push(walker *w, const char *fmt, const char *s)
 {
     size_t old = w->path_len;
-    int k;
-    if (s)
-        k = snprintf(w->path + old, sizeof w->path - old, fmt, s);
-    else
-        k = snprintf(w->path + old, sizeof w->path - old, fmt, n);
+    int k = snprintf(w->path + old, sizeof w->path - old, fmt, s ? s : "?");
     if (k > 0) {
         if (old + (size_t)k < sizeof w->path) {
             w->path_len = old + (size_t)k;
@@ -637,10 +635,10 @@ static int structure_to_wire(walker *w, int shape, int val)
             snprintf(why, sizeof why, "has an unknown member '%.100s'", member);
             fail(w, "UnknownParameter", "%s", why);
             /* err.member names the unknown member itself */
-            path_push(w, w->path_len ? ".%s" : "%s", member, 0);
+            path_push(w, w->path_len ? ".%s" : "%s", member);
             return 0;
         }
-        old = path_push(w, w->path_len ? ".%s" : "%s", member, 0);
+        old = path_push(w, w->path_len ? ".%s" : "%s", member);
         if (is_json_member(L, traits, member))
             ok = json_member(w, lua_gettop(L) - 1);
         else
@@ -665,7 +663,7 @@ static int structure_to_wire(walker *w, int shape, int val)
         member = lua_tostring(L, -1);
         lua_getfield(L, out, member);
         if (lua_isnil(L, -1)) {
-            path_push(w, w->path_len ? ".%s" : "%s", member, 0);
+            path_push(w, w->path_len ? ".%s" : "%s", member);
             return fail(w, "MissingParameter", "is required%s", NULL);
         }
         lua_pop(L, 2);
@@ -700,7 +698,7 @@ static int structure_to_wire(walker *w, int shape, int val)
             char why[220];
             snprintf(why, sizeof why, "cannot have %s together: give only one", names);
             fail(w, "InvalidParameterCombination", "%s", why);
-            path_push(w, w->path_len ? ".%s" : "%s", first, 0);
+            path_push(w, w->path_len ? ".%s" : "%s", first);
             return 0;
         }
     }
@@ -746,7 +744,10 @@ static int list_to_wire(walker *w, int shape, int val)
     lua_createtable(L, n, 0);
     out = lua_gettop(L);
     for (i = 1; i <= n; i++) {
-        size_t old = path_push(w, "[%lld]", NULL, i);
+        char index[24];
+        size_t old;
+        snprintf(index, sizeof index, "%d", i);
+        old = path_push(w, "[%s]", index);
         lua_rawgeti(L, val, i);
         if (!to_wire(w, member, lua_gettop(L)))
             return 0;
@@ -774,7 +775,7 @@ static int map_to_wire(walker *w, int shape, int val)
         size_t old;
         if (lua_type(L, -2) != LUA_TSTRING)
             return fail(w, "InvalidParameterType", "must have string keys (map)%s", NULL);
-        old = path_push(w, "[%s]", lua_tostring(L, -2), 0);
+        old = path_push(w, "[%s]", lua_tostring(L, -2));
         if (!to_wire(w, vshape, lua_gettop(L)))
             return 0;
         path_pop(w, old);
@@ -1290,8 +1291,12 @@ static int parse_error(lua_State *L, long status, int headers, int body, int dec
                     space = k > 0;
                     continue;
                 }
-                if (space && k < sizeof excerpt - 1)
+                if (space) {
+                    /* a space only with room for the character after it */
+                    if (k + 2 > sizeof excerpt - 1)
+                        break;
                     excerpt[k++] = ' ';
+                }
                 space = 0;
                 excerpt[k++] = (char)c;
             }

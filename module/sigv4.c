@@ -317,6 +317,8 @@ static int canonical_query(sbuf *cr, const char *query)
             }
             count++;
         }
+        if (end == query + n)
+            break;          /* end + 1 would point past the string */
         p = end + 1;
     }
     qsort(params, count, sizeof *params, qparam_cmp);
