@@ -38,7 +38,7 @@ run_busted() { # label lua cpath specs...
 }
 
 CFLAGS_T="-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1"
-SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
 section "build: gcc and clang, -Wall -Wextra -Werror, Lua 5.4 and LuaJIT headers"
 for compiler in gcc clang; do
@@ -67,6 +67,16 @@ if cc $CFLAGS_T -o build/test/test_sigv4 test/c/test_sigv4.c module/sigv4.c -lcr
     [ "$rc" -eq 0 ] && count "${1:-0}" "${2:-1}" 0 || count "${1:-0}" $(( ${2:-0} + 1 )) 0
 else count 0 1 0; fi
 
+section "C fuzzing: SigV4 signer under libFuzzer with ASan/UBSan (20 s)"
+sh test/fuzz/run.sh 20 >"$OUT/fuzz.log" 2>&1
+rc=$?
+tail -n 5 "$OUT/fuzz.log"
+set -- $(sed -nE 's/^([0-9]+) passed, ([0-9]+) failed$/\1 \2/p' "$OUT/fuzz.log" | tail -1)
+if [ $# -eq 2 ]; then
+    [ "$rc" -eq 0 ] || [ "$2" -gt 0 ] || set -- "$1" 1
+    count "$1" "$2" 0
+else count 0 1 0; fi
+
 SPECS=$(ls spec/*_spec.lua)
 run_busted "Lua 5.4" lua5.4 "build/?.so;;" $SPECS
 
@@ -81,7 +91,7 @@ if cc -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -shared -g -O1 $SAN -Wall -Wextra
     LD_PRELOAD="$LIBASAN $LIBUBSAN" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         run_busted "Lua 5.4 + ASan/UBSan" lua5.4 "build/asan/?.so;;" \
-        spec/sigv4_spec.lua spec/shape_spec.lua spec/parse_spec.lua spec/client_spec.lua
+        spec/sigv4_spec.lua spec/shape_spec.lua spec/parse_spec.lua spec/client_spec.lua spec/fuzz_shape_spec.lua
 else count 0 1 0; fi
 
 section "busted under valgrind, garbage collector forced"
