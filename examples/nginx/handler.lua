@@ -30,7 +30,7 @@
 local ngx = ngx
 local type, tostring, tonumber, pairs, ipairs, pcall, next =
       type, tostring, tonumber, pairs, ipairs, pcall, next
-local os_getenv, io_open = os.getenv, io.open
+local os_getenv = os.getenv
 local table_concat, table_sort = table.concat, table.sort
 
 local bit = require "bit"
@@ -80,10 +80,7 @@ local function setting(var, env)
 end
 
 local function read_token_file(path)
-  local f = io_open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
+  local s = require("dms.config").read_file(path)
   return s and s:match("^%s*(.-)%s*$")
 end
 

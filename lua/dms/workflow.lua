@@ -880,12 +880,17 @@ end
 ---------------------------------------------------------------------------
 -- The steps
 
+-- checks wait_for, then takes the first look at the replication
+function Session:begin()
+  if not M.WAIT_FOR[self.wait_for] then
+    return nil, verr("wait_for must be running, full-load-complete or stopped")
+  end
+  return self:first_look()
+end
+
 -- drive the replication to self.wait_for: start, watch, resume
 function Session:run_steps()
-  if not M.WAIT_FOR[self.wait_for] then
-    return self:fail(verr("wait_for must be running, full-load-complete or stopped"))
-  end
-  local repl, err = self:first_look()
+  local repl, err = self:begin()
   if not repl then return self:fail(err) end
   while true do
     local status = repl.Status
@@ -988,10 +993,7 @@ end
 
 -- watch until wait_for; no start, no resume
 function Session:wait_steps()
-  if not M.WAIT_FOR[self.wait_for] then
-    return self:fail(verr("wait_for must be running, full-load-complete or stopped"))
-  end
-  local repl, err = self:first_look()
+  local repl, err = self:begin()
   if not repl then return self:fail(err) end
   self.ours = true
   while true do
