@@ -212,6 +212,31 @@ output = json
     assert.are.equal("InvalidEndpoint", err.code)
   end)
 
+  it("takes a profile's [services] endpoint for DMS, and ignores configured endpoints when told to", function()
+    write(dir .. "/config-services", [[
+[profile svc]
+region = us-east-1
+endpoint_url = http://127.0.0.1:7000
+services = local-dms
+
+[services local-dms]
+s3 =
+  endpoint_url = http://127.0.0.1:7001
+database_migration_service =
+  endpoint_url = http://127.0.0.1:7002
+]])
+    local function url(extra)
+      local e = files({ AWS_CONFIG_FILE = dir .. "/config-services", AWS_PROFILE = "svc" })
+      for k, v in pairs(extra or {}) do e[k] = v end
+      local c = assert(dms.new({ env = e, credentials = { access_key = "a", secret_key = "b" } }))
+      return c.endpoint.url
+    end
+    assert.are.equal("http://127.0.0.1:7002/", url())
+    assert.are.equal("http://127.0.0.1:7003/", url({ AWS_ENDPOINT_URL = "http://127.0.0.1:7003" }))
+    assert.are.equal("https://dms.us-east-1.amazonaws.com/",
+                     url({ AWS_IGNORE_CONFIGURE_ENDPOINT_URLS = "true", AWS_ENDPOINT_URL = "http://127.0.0.1:7003" }))
+  end)
+
   it("validates config types and regions", function()
     for k, v in pairs({ region = 1, endpoint = true, timeout = 5, logger = "x", insecure = "yes",
                         transport = "carrier-pigeon", credentials = "secret" }) do

@@ -94,6 +94,11 @@ function M.load_profile(config, name)
     if sec then
       found = true
       for k, v in pairs(sec) do out[k] = v end
+      -- services = NAME points at a [services NAME] section whose nested
+      -- "database_migration_service =" block may set this service's endpoint_url
+      local services = sec.services and sections["services " .. sec.services]
+      local block = services and services.database_migration_service
+      out.service_endpoint_url = block and block:match("\nendpoint_url=([^\n]+)") or nil
     end
   end
   local cred_text = read_file(M.credentials_file(config))
@@ -122,27 +127,25 @@ local function truthy(v)
   return v == "true" or v == "1" or v == "yes"
 end
 
--- The endpoint URL: config.endpoint, AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE,
--- AWS_ENDPOINT_URL, the profile's endpoint_url, else the AWS endpoint rules.
--- Returns url, or nil and a message.
+-- The endpoint URL, in the AWS SDKs' order: config.endpoint,
+-- AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE, AWS_ENDPOINT_URL, the profile's
+-- [services] section, the profile's endpoint_url (all but the first ignored
+-- when AWS_IGNORE_CONFIGURE_ENDPOINT_URLS is true), else the AWS endpoint
+-- rules. Returns url, or nil and a message.
 function M.endpoint(config, region, profile)
   local url = config.endpoint
-    or M.getenv(config, "AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE")
-    or M.getenv(config, "AWS_ENDPOINT_URL")
-    or (profile and profile.endpoint_url)
+  if not url and not truthy(M.getenv(config, "AWS_IGNORE_CONFIGURE_ENDPOINT_URLS")) then
+    url = M.getenv(config, "AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE")
+      or M.getenv(config, "AWS_ENDPOINT_URL")
+      or (profile and (profile.service_endpoint_url or profile.endpoint_url))
+  end
   if url == "" then url = nil end
   local use_fips = truthy(config.use_fips_endpoint)
   if use_fips == nil then use_fips = truthy(M.getenv(config, "AWS_USE_FIPS_ENDPOINT")) end
   local use_dualstack = truthy(config.use_dualstack_endpoint)
   if use_dualstack == nil then use_dualstack = truthy(M.getenv(config, "AWS_USE_DUALSTACK_ENDPOINT")) end
-  local ok, endpoint = pcall(require, "dms.endpoint")
-  if ok then
-    return endpoint.resolve({ region = region, endpoint = url,
-                              use_fips = use_fips or false, use_dualstack = use_dualstack or false })
-  end
-  if url then return url end
-  if not region then return nil, "Invalid Configuration: Missing Region" end
-  return "https://dms." .. region .. ".amazonaws.com"
+  return require("dms.endpoint").resolve({ region = region, endpoint = url,
+    use_fips = use_fips or false, use_dualstack = use_dualstack or false })
 end
 
 -- Splits an endpoint URL into scheme, host, port, path; nil and a message when
