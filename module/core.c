@@ -437,23 +437,19 @@ static int http_request(lua_State *L)
 
     if (st != DMS_HTTP_OK) {
         const char *code;
-        int retryable = 1, unknown = 0;
         switch (st) {
-        case DMS_HTTP_TIMEOUT:   code = "Timeout"; unknown = res.sent; break;
+        case DMS_HTTP_TIMEOUT:   code = "Timeout"; break;
         case DMS_HTTP_CONNECT:   code = "ConnectionError"; break;
-        case DMS_HTTP_TLS:       code = "TLSError"; retryable = 0; break;
-        case DMS_HTTP_TOO_LARGE: code = "ResponseTooLarge"; retryable = 0; unknown = 1; break;
-        case DMS_HTTP_RECV:      code = "ConnectionLost"; unknown = 1; break;
-        case DMS_HTTP_BAD_INPUT: code = "BadRequest"; retryable = 0; break;
-        case DMS_HTTP_NOMEM:     code = "OutOfMemory"; retryable = 0; break;
-        default:                 code = "HTTPError"; unknown = res.sent; break;
+        case DMS_HTTP_TLS:       code = "TLSError"; break;
+        case DMS_HTTP_TOO_LARGE: code = "ResponseTooLarge"; break;
+        case DMS_HTTP_RECV:      code = "ConnectionLost"; break;
+        case DMS_HTTP_BAD_INPUT: code = "BadRequest"; break;
+        case DMS_HTTP_NOMEM:     code = "OutOfMemory"; break;
+        default:                 code = "HTTPError"; break;
         }
+        /* what happened only; dms.errors says what it means for a retry */
         lua_pushnil(L);
         dms_push_error(L, "transport", code, res.error ? res.error : "HTTP exchange failed");
-        lua_pushboolean(L, retryable);
-        lua_setfield(L, -2, "retryable");
-        lua_pushboolean(L, unknown);
-        lua_setfield(L, -2, "outcome_unknown");
         lua_pushboolean(L, res.sent);
         lua_setfield(L, -2, "sent");
         return 2;

@@ -1168,27 +1168,6 @@ static void from_wire(walker *w, const char *shape_name, int val)
     lua_remove(L, shape);
 }
 
-/* HTTP statuses and codes that the standard retry mode retries. */
-static const char *const THROTTLING[] = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException",
-    "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
-    "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
-    "EC2ThrottledException", NULL
-};
-static const char *const TRANSIENT[] = {
-    "RequestTimeout", "RequestTimeoutException", "InternalError", "InternalFailure",
-    "ServiceUnavailable", NULL
-};
-
-static int in_set(const char *const *set, const char *s)
-{
-    for (; *set; set++)
-        if (strcmp(*set, s) == 0)
-            return 1;
-    return 0;
-}
-
 static const char *reason_phrase(long status)
 {
     switch (status) {
@@ -1335,21 +1314,6 @@ static int parse_error(lua_State *L, long status, int headers, int body, int dec
         lua_pushstring(L, rid);
         lua_setfield(L, err, "request_id");
     }
-    lua_getfield(L, err, "code");
-    {
-        const char *code = lua_tostring(L, -1);
-        int throttling = code && in_set(THROTTLING, code);
-        int transient = (code && in_set(TRANSIENT, code)) || status == 500 || status == 502
-                        || status == 503 || status == 504;
-        lua_pushboolean(L, throttling || transient);
-        lua_setfield(L, err, "retryable");
-        lua_pushboolean(L, throttling);
-        lua_setfield(L, err, "throttling");
-        /* a 5xx leaves unknown whether the request took effect */
-        lua_pushboolean(L, status >= 500 && !throttling);
-        lua_setfield(L, err, "outcome_unknown");
-    }
-    lua_pop(L, 1);
     lua_settop(L, err);
     return 2;
 }
@@ -1418,9 +1382,5 @@ int dms_shape_parse(lua_State *L)
             lua_setfield(L, -2, "request_id");
         }
     }
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "retryable");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "outcome_unknown");
     return 2;
 }

@@ -4,6 +4,7 @@
 local core = require "dms.core"
 local model = require "dms.model"
 local cjson = require "cjson"
+local errors = require "dms.errors"
 
 local ARN = "arn:aws:dms:us-east-1:123456789012:replication-config:ABCDEFGHIJKLMNOPQRSTUVWX01"
 local T0 = 1795608000 -- 2026-11-25T12:00:00Z
@@ -24,6 +25,7 @@ local function service_error(status, body, headers, op)
   local r, err = core.parse(model, op or "StartReplication", status, headers or {}, body)
   assert.is_nil(r)
   assert.is_table(err)
+  errors.classify(err)     -- core.parse reports; dms.errors gives the retry flags
   assert.are.equal("service", err.kind)
   assert.are.equal(status, err.status)
   return err
@@ -196,6 +198,7 @@ describe("core.parse", function()
                            '[{"Replication":{}}]', "\0" }) do
         local r, err = core.parse(model, "StartReplication", 200, { ["x-amzn-requestid"] = "rid-9" }, b)
         assert.is_nil(r, b)
+        errors.classify(err)
         assert.are.equal("transport", err.kind)
         assert.are.equal("MalformedResponse", err.code)
         assert.are.equal(true, err.outcome_unknown)

@@ -17,6 +17,7 @@ local model = require "dms.model"
 local config_mod = require "dms.config"
 local credentials = require "dms.credentials"
 local retry = require "dms.retry"
+local errors = require "dms.errors"
 
 local M = { _VERSION = "0.1.0", core = core, model = model }
 
@@ -212,13 +213,13 @@ function Client:attempt(req, unsafe)
   end
   if not resp then
     if type(herr) ~= "table" then
-      herr = core.error({ kind = "transport", code = "HTTPError", message = tostring(herr),
-                          retryable = true, outcome_unknown = true })
+      herr = errors.transport("HTTPError", tostring(herr), true)
     end
     return nil, herr
   end
   local result, perr = core.parse(model, req.operation, resp.status, resp.headers or {}, resp.body or "")
   if not result then
+    errors.classify(perr)
     redact(perr, { creds.secret_key, creds.session_token or "", signed.signature })
   end
   if result then

@@ -11,6 +11,8 @@
 -- caller describes the replication and decides.
 local math_min, math_random, setmetatable = math.min, math.random, setmetatable
 
+local is_timeout = require("dms.errors").is_timeout
+
 local M = {}
 
 M.INITIAL_TOKENS = 500
@@ -39,9 +41,6 @@ function M.new(opts)
   }, Policy)
 end
 
-local function is_timeout(err)
-  return err.code == "Timeout" or err.code == "RequestTimeout" or err.code == "RequestTimeoutException"
-end
 
 -- Decides after a failed attempt. Returns delay (seconds) to retry, or nil
 -- and the reason not to. `attempt` is the number of attempts made so far;

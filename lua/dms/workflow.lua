@@ -90,13 +90,7 @@ M.DEFAULTS = {
   max_stale_polls = 10,       -- describes that still show the replication as before our start
 }
 
-local THROTTLING = {
-  Throttling = true, ThrottlingException = true, ThrottledException = true,
-  RequestThrottledException = true, TooManyRequestsException = true,
-  ProvisionedThroughputExceededException = true, TransactionInProgressException = true,
-  RequestLimitExceeded = true, BandwidthLimitExceeded = true, LimitExceededException = true,
-  RequestThrottled = true, SlowDown = true, PriorRequestNotComplete = true, EC2ThrottledException = true,
-}
+local THROTTLING = require("dms.errors").THROTTLING
 
 local function werr(code, message, extra)
   local e = { kind = "workflow", code = code, message = message }

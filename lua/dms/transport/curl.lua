@@ -1,6 +1,7 @@
 -- The default transport: one libcurl handle per client (dms.core.http), so
 -- that connections are kept alive across calls.
 local core = require "dms.core"
+local errors = require "dms.errors"
 local setmetatable = setmetatable
 
 local M = {}
@@ -16,12 +17,14 @@ end
 -- -> {status=, headers= {lowercase = value}, body=} | nil, err
 function Transport:request(req)
   local o = self.opts
-  return self.handle:request({
+  local resp, err = self.handle:request({
     url = req.url, method = req.method, headers = req.headers, body = req.body,
     connect_timeout = o.connect_timeout, timeout = o.timeout,
     max_response_bytes = o.max_response_bytes, ca_file = o.ca_file, insecure = o.insecure,
     fresh_connect = req.fresh_connect,
   })
+  if not resp then return nil, errors.classify(err) end
+  return resp
 end
 
 function Transport:close()

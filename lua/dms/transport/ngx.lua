@@ -29,7 +29,7 @@ local string_format, string_lower, string_find, string_sub =
       string.format, string.lower, string.find, string.sub
 local table_concat = table.concat
 
-local core = require "dms.core"
+local errors = require "dms.errors"
 
 local ngx = ngx   -- nil when the module is loaded outside nginx: checked at call time
 
@@ -55,35 +55,15 @@ local warned_ca_file = false
 ---------------------------------------------------------------------------
 -- errors
 
-local function transport_error(code, message, fields)
-  local e = { kind = "transport", code = code, message = message,
-              retryable = false, outcome_unknown = false, sent = false }
-  for k, v in pairs(fields or {}) do e[k] = v end
-  return core.error(e)
-end
-
--- one constructor per code, with the flags the curl transport gives each
-local function err_timeout(message, sent)
-  return transport_error("Timeout", message, { retryable = true, outcome_unknown = sent, sent = sent })
-end
-local function err_connect(message)
-  return transport_error("ConnectionError", message, { retryable = true })
-end
-local function err_tls(message)
-  return transport_error("TLSError", message)
-end
-local function err_too_large(message)
-  return transport_error("ResponseTooLarge", message, { outcome_unknown = true, sent = true })
-end
-local function err_lost(message)
-  return transport_error("ConnectionLost", message, { retryable = true, outcome_unknown = true, sent = true })
-end
-local function err_protocol(message)
-  return transport_error("HTTPError", message, { retryable = true, outcome_unknown = true, sent = true })
-end
-local function err_input(message)
-  return transport_error("BadRequest", message)
-end
+-- the flags of each code are dms.errors' (the curl transport reads the same table)
+local transport_error = errors.transport
+local function err_timeout(message, sent) return transport_error("Timeout", message, sent) end
+local function err_connect(message) return transport_error("ConnectionError", message, false) end
+local function err_tls(message) return transport_error("TLSError", message, false) end
+local function err_too_large(message) return transport_error("ResponseTooLarge", message, true) end
+local function err_lost(message) return transport_error("ConnectionLost", message, true) end
+local function err_protocol(message) return transport_error("HTTPError", message, true) end
+local function err_input(message) return transport_error("BadRequest", message, false) end
 
 ---------------------------------------------------------------------------
 -- clock: a deadline for the whole exchange, like libcurl's CURLOPT_TIMEOUT
@@ -494,8 +474,8 @@ function Transport:request_builtin(req, url, parts, body, deadline)
   if not sent then
     sock:close()
     if werr == "timeout" then return nil, err_timeout("timed out sending the request", false) end
-    return nil, transport_error("ConnectionError", "could not send the request: " .. tostring(werr)
-      .. (reused > 0 and " (on a kept-alive connection)" or ""), { retryable = true })
+    return nil, err_connect("could not send the request: " .. tostring(werr)
+      .. (reused > 0 and " (on a kept-alive connection)" or ""))
   end
 
   local rd = new_reader(sock, deadline)
