@@ -19,22 +19,31 @@ endif
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) -I$(LUA_INCDIR) $(CFLAGS)
-LIBS = -lcurl -lcrypto
+CORE_LIBS = -lcrypto
+CURL_LIBS = -lcurl
 
-SRCS = module/core.c module/sigv4.c module/shape.c module/http.c
-HDRS = module/compat.h module/sigv4.h module/shape.h module/http.h
+# dms.core (signing, shapes, system calls: OpenSSL) and dms.curl (libcurl),
+# two modules so that a process sending through cosockets never maps libcurl
+CORE_SRCS = module/core.c module/error.c module/sigv4.c module/shape.c module/sys.c
+CURL_SRCS = module/curl.c module/error.c module/http.c
+HDRS = module/compat.h module/error.h module/sigv4.h module/shape.h module/sys.h module/http.h
 MODULE = $(BUILD_DIR)/dms/core.so
+CURL_MODULE = $(BUILD_DIR)/dms/curl.so
 
 BUSTED = $(LUA) /usr/bin/busted
 LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
 
 .PHONY: all luajit test demo bench lint deps model clean
 
-all: $(MODULE)
+all: $(MODULE) $(CURL_MODULE)
 
-$(MODULE): $(SRCS) $(HDRS)
+$(MODULE): $(CORE_SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRCS) $(LDFLAGS) $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(CORE_SRCS) $(LDFLAGS) $(CORE_LIBS)
+
+$(CURL_MODULE): $(CURL_SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(CURL_SRCS) $(LDFLAGS) $(CURL_LIBS)
 
 # Installs the Debian packages the build, the demo and the tests need (root, or sudo).
 deps:

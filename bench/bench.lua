@@ -90,7 +90,7 @@ client:close()
 
 local function us(s) return string.format("%9.1f us", s * 1e6) end
 local function ratio(a, b) return b and string.format("%6.1fx", b / a) or "   n/a" end
-print(string.format("lua-dms bench (%s, %s)", jit and jit.version or _VERSION, core.curl_version:match("^%S+")))
+print(string.format("lua-dms bench (%s, %s)", jit and jit.version or _VERSION, require("dms.curl").version:match("^%S+")))
 print(string.format("%-44s %12s %12s %8s", "", "lua-dms", "botocore", "faster"))
 print(string.format("%-44s %12s %12s %8s", "SigV4 sign (per request)", us(sign_s),
   boto and us(boto.sign_s) or "n/a", ratio(sign_s, boto and boto.sign_s)))

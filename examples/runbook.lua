@@ -40,7 +40,7 @@ local client = assert(dms.new({ region = os.getenv("AWS_REGION") or "us-east-1",
 -- clock (for the DMS time column) and simulates a failure. None of this exists
 -- on AWS.
 
-local admin = core.http()
+local admin = assert(require("dms.curl").http())
 
 local function emulator(method, path, body)
   local resp, err = admin:request({

@@ -53,6 +53,24 @@ static inline void dms_compat_pushint64(lua_State *L, long long v)
 #endif
 }
 
+/*
+ * A class of userdata: creates the metatable `name` with __gc and __close set
+ * to `close` (which must be safe to call twice) and __index set to `methods`,
+ * and leaves it on the stack. One setup for every native resource.
+ */
+static inline void dms_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                                 lua_CFunction close)
+{
+    luaL_newmetatable(L, name);
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    dms_compat_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+}
+
 #if defined(__GNUC__)
 #define DMS_API __attribute__((visibility("default")))
 #else

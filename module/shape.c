@@ -9,6 +9,7 @@
  */
 #include "shape.h"
 #include "compat.h"
+#include "error.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -19,101 +20,12 @@
 
 #include <openssl/evp.h>
 
+/* upvalues of build and parse: a private lua-cjson instance's encode and decode */
+#define UV_ENCODE 1
+#define UV_DECODE 2
+
 #define MAX_DEPTH 64
 #define PATH_MAX_LEN 2048    /* room for MAX_DEPTH levels of DMS member names */
-
-/* ------------------------------------------------------------------ */
-/* errors                                                              */
-
-void dms_push_error(lua_State *L, const char *kind, const char *code, const char *message)
-{
-    lua_createtable(L, 0, 8);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushstring(L, code);
-    lua_setfield(L, -2, "code");
-    lua_pushstring(L, message);
-    lua_setfield(L, -2, "message");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "retryable");
-    lua_pushvalue(L, lua_upvalueindex(DMS_UV_ERRMT));
-    lua_setmetatable(L, -2);
-}
-
-/*
- * "service error InvalidResourceStateFault: message (HTTP 400, request id x, attempts 3)"
- * The pieces are concatenated on the stack: a luaL_Buffer cannot be used here,
- * since lua_getfield between buffer calls breaks its stack discipline (Lua 5.4
- * then removes the very string being added once the text outgrows the buffer).
- */
-static int err_tostring(lua_State *L)
-{
-    static const char *const details[][2] = {
-        {"status", "HTTP "}, {"request_id", "request id "}, {"attempts", "attempts "}
-    };
-    int n, first = 1;
-    size_t i;
-    const char *s;
-
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_checkstack(L, 24, "error tostring");
-    lua_getfield(L, 1, "kind");
-    if (!lua_isstring(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushliteral(L, "unknown");
-    }
-    lua_pushliteral(L, " error ");
-    lua_getfield(L, 1, "code");
-    if (!lua_isstring(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushliteral(L, "?");
-    }
-    n = 3;
-    lua_getfield(L, 1, "message");
-    if (lua_isstring(L, -1)) {
-        lua_pushliteral(L, ": ");
-        lua_insert(L, -2);
-        n += 2;
-    } else {
-        lua_pop(L, 1);
-    }
-    for (i = 0; i < sizeof details / sizeof details[0]; i++) {
-        lua_getfield(L, 1, details[i][0]);
-        if (lua_isstring(L, -1)) {
-            lua_pushstring(L, first ? " (" : ", ");
-            lua_insert(L, -2);
-            lua_pushstring(L, details[i][1]);
-            lua_insert(L, -2);
-            n += 3;
-            first = 0;
-        } else {
-            lua_pop(L, 1);
-        }
-    }
-    if (!first) {
-        lua_pushliteral(L, ")");
-        n++;
-    }
-    lua_concat(L, n);
-    /* one line, whatever the message holds */
-    s = lua_tostring(L, -1);
-    if (strpbrk(s, "\r\n")) {
-        luaL_gsub(L, s, "\r\n", " ");
-        s = luaL_gsub(L, lua_tostring(L, -1), "\n", " ");
-        luaL_gsub(L, s, "\r", " ");
-    }
-    return 1;
-}
-
-void dms_errmt_init(lua_State *L)
-{
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, err_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "dms.error");
-    lua_setfield(L, -2, "__name");
-}
 
 /* ------------------------------------------------------------------ */
 /* timestamps                                                          */
@@ -156,7 +68,7 @@ static int digits(const char *s, size_t len, size_t *pos, int n, int *out)
 }
 
 /* YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|(+|-)HH[:]MM]; no zone means UTC. */
-int dms_parse_iso8601(const char *s, size_t len, double *out)
+static int parse_iso8601(const char *s, size_t len, double *out)
 {
     size_t p = 0;
     int Y, M, D, h = 0, m = 0, sec = 0, oh = 0, om = 0, sign = 0;
@@ -259,7 +171,7 @@ static int to_epoch(lua_State *L, int idx, double *out, const char **why)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        if (dms_parse_iso8601(s, len, out) != 0) {
+        if (parse_iso8601(s, len, out) != 0) {
             *why = "must be an ISO-8601 date-time such as 2026-11-25T12:00:00Z";
             return -1;
         }
@@ -345,14 +257,13 @@ static int push_iso8601(lua_State *L, double v)
     return 0;
 }
 
-int dms_shape_timestamp(lua_State *L)
+static int shape_timestamp(lua_State *L)
 {
     double v;
     const char *why = NULL;
     if (to_epoch(L, 1, &v, &why) != 0) {
-        lua_pushnil(L);
         lua_pushfstring(L, "timestamp %s", why);
-        return 2;
+        return dms_return_error(L, "validation", "InvalidTimestamp", lua_tostring(L, -1));
     }
     push_number(L, v);
     return 1;
@@ -505,7 +416,7 @@ static int json_member(walker *w, int val)
             i++;
         if (i >= len || s[i] != '{')
             return fail(w, "InvalidParameterValue", "must be a JSON object (text or a Lua table)%s", NULL);
-        lua_pushvalue(L, lua_upvalueindex(DMS_UV_DECODE));
+        lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
         lua_pushvalue(L, val);
         if (lua_pcall(L, 1, 1, 0) != 0) {
             lua_pop(L, 1);
@@ -522,7 +433,7 @@ static int json_member(walker *w, int val)
             return fail(w, "InvalidParameterValue", "must be a JSON object, not a list%s", NULL);
         }
         lua_pop(L, 1);
-        lua_pushvalue(L, lua_upvalueindex(DMS_UV_ENCODE));
+        lua_pushvalue(L, lua_upvalueindex(UV_ENCODE));
         lua_pushvalue(L, val);
         if (lua_pcall(L, 1, 1, 0) != 0) {
             const char *e = lua_tostring(L, -1);
@@ -931,7 +842,7 @@ static int return_walk_error(lua_State *L, walker *w, const char *kind)
     return 2;
 }
 
-int dms_shape_build(lua_State *L)
+static int shape_build(lua_State *L)
 {
     const char *op = luaL_checkstring(L, 2);
     const char *input = NULL, *prefix;
@@ -969,7 +880,7 @@ int dms_shape_build(lua_State *L)
     out = lua_gettop(L);
 
     /* serialize with lua-cjson */
-    lua_pushvalue(L, lua_upvalueindex(DMS_UV_ENCODE));
+    lua_pushvalue(L, lua_upvalueindex(UV_ENCODE));
     lua_pushvalue(L, out);
     if (lua_pcall(L, 1, 1, 0) != 0) {
         const char *e = lua_tostring(L, -1);
@@ -1327,7 +1238,7 @@ static int json_is_object(const char *s, size_t len)
     return i < len && s[i] == '{';
 }
 
-int dms_shape_parse(lua_State *L)
+static int shape_parse(lua_State *L)
 {
     const char *op = luaL_checkstring(L, 2);
     long status = (long)luaL_checkinteger(L, 3);
@@ -1339,14 +1250,16 @@ int dms_shape_parse(lua_State *L)
     luaL_checkstring(L, 5);
     lua_settop(L, 5);
     lua_tolstring(L, 5, &blen);
-    if (!push_model_parts(L, op, "output", &output))
-        return luaL_error(L, "unknown operation '%s'", op);
+    if (!push_model_parts(L, op, "output", &output)) {
+        lua_pushfstring(L, "unknown operation '%s'", op);
+        return dms_return_error(L, "validation", "UnknownOperation", lua_tostring(L, -1));
+    }
     memset(&w, 0, sizeof w);
     w.L = L;
     w.shapes = lua_gettop(L);
 
     /* decode (pcall: cjson raises on bad JSON) */
-    lua_pushvalue(L, lua_upvalueindex(DMS_UV_DECODE));
+    lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
     lua_pushvalue(L, 5);
     ok_json = blen > 0 && lua_pcall(L, 1, 1, 0) == 0;
     if (blen == 0)
@@ -1383,4 +1296,36 @@ int dms_shape_parse(lua_State *L)
         }
     }
     return 2;
+}
+
+static const luaL_Reg shape_funcs[] = {
+    {"build", shape_build},
+    {"parse", shape_parse},
+    {"timestamp", shape_timestamp},
+    {NULL, NULL}
+};
+
+void dms_shape_open(lua_State *L)
+{
+    /* a private lua-cjson instance, so that no setting of the application's
+     * cjson changes what dms sends */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_remove(L, -2);
+    lua_getfield(L, -1, "encode_number_precision");
+    lua_pushinteger(L, 14);     /* the most lua-cjson 2.1 allows */
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "encode_invalid_numbers");
+    lua_pushboolean(L, 0);
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "encode_sparse_array");
+    lua_pushboolean(L, 0);
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "encode");      /* UV_ENCODE */
+    lua_getfield(L, -2, "decode");      /* UV_DECODE */
+    lua_remove(L, -3);
+    dms_compat_setfuncs(L, shape_funcs, 2);
 }

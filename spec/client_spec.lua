@@ -92,10 +92,12 @@ describe("client against the local DMS endpoint", function()
   end)
 
   it("refuses an HTTP method that would inject a header", function()
-    local h = require("dms.core").http()
-    local ok, err = pcall(h.request, h, { url = emu.url .. "/_emulator/health",
-                                          method = "GET / HTTP/1.1\r\nX-Injected: yes\r\nY:" })
-    assert.is_false(ok)
+    local h = assert(require("dms.curl").http())
+    local resp, err = h:request({ url = emu.url .. "/_emulator/health",
+                                  method = "GET / HTTP/1.1\r\nX-Injected: yes\r\nY:" })
+    assert.is_nil(resp)
+    assert.are.equal("BadRequest", err.code)
+    assert.is_false(err.sent)
     assert.truthy(tostring(err):find("HTTP method", 1, true))
     assert.are.equal(0, #emu:requests())
     h:close()

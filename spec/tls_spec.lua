@@ -66,7 +66,7 @@ describe("TLS", function()
 
   it("does not carry insecure from one request to the next on the same handle", function()
     local core = require "dms.core"
-    local h = core.http()
+    local h = assert(require("dms.curl").http())
     local ok = h:request({ url = emu.url .. "/_emulator/health", method = "GET", insecure = true })
     assert.truthy(ok)
     local resp, err = h:request({ url = emu.url .. "/_emulator/health", method = "GET" })

@@ -40,11 +40,15 @@ run_busted() { # label lua cpath specs...
 CFLAGS_T="-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1"
 SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
+CORE_SRCS="module/core.c module/error.c module/sigv4.c module/shape.c module/sys.c"
+CURL_SRCS="module/curl.c module/error.c module/http.c"
+
 section "build: gcc and clang, -Wall -Wextra -Werror, Lua 5.4 and LuaJIT headers"
 for compiler in gcc clang; do
     for inc in /usr/include/lua5.4 /usr/include/luajit-2.1; do
-        if $compiler -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -shared -Wall -Wextra -Werror -Wshadow \
-              -Wstrict-prototypes -Wmissing-prototypes -I"$inc" -o "$OUT/core.so" module/*.c -lcurl -lcrypto; then
+        W="-std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -shared -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
+        if $compiler $W -I"$inc" -o "$OUT/core.so" $CORE_SRCS -lcrypto \
+           && $compiler $W -I"$inc" -o "$OUT/curl.so" $CURL_SRCS -lcurl; then
             echo "$compiler with $inc: clean"; count 1 0 0
         else echo "$compiler with $inc: FAILED"; count 0 1 0; fi
     done
@@ -84,8 +88,8 @@ run_busted "LuaJIT" luajit "build/luajit/?.so;;" $SPECS
 
 section "busted with dms.core built with ASan/UBSan"
 mkdir -p build/asan/dms
-if cc -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -shared -g -O1 $SAN -Wall -Wextra -Werror \
-      -I/usr/include/lua5.4 -o build/asan/dms/core.so module/*.c -lcurl -lcrypto; then
+ASAN_CC="cc -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -shared -g -O1 $SAN -Wall -Wextra -Werror -I/usr/include/lua5.4"
+if $ASAN_CC -o build/asan/dms/core.so $CORE_SRCS -lcrypto && $ASAN_CC -o build/asan/dms/curl.so $CURL_SRCS -lcurl; then
     LIBASAN=$(cc -print-file-name=libasan.so)
     LIBUBSAN=$(cc -print-file-name=libubsan.so)
     LD_PRELOAD="$LIBASAN $LIBUBSAN" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \

@@ -242,14 +242,13 @@ local function lock_acquire(path)
     h.count = h.count + 1
     return h
   end
-  -- core.lock(path) -> lock | nil, message, holder_pid
-  local handle, msg, holder = core.lock(path)
+  local handle, lerr = core.lock(path)
   if not handle then
-    if holder then
+    if lerr.code == "Locked" then
       return nil, werr("Locked", string_format("another runbook (pid %d) is driving this replication: "
-        .. "lock file %s", holder, path), { pid = holder, lock_file = path })
+        .. "lock file %s", lerr.pid or 0, path), { pid = lerr.pid, lock_file = path })
     end
-    return nil, werr("LockFailed", tostring(msg), { lock_file = path })
+    return nil, werr("LockFailed", lerr.message, { lock_file = path })
   end
   h = { count = 1, handle = handle, path = path }
   held[path] = h
@@ -471,7 +470,7 @@ function Session:save(extra)
   local data = cjson.encode(s)
   local ok, err = core.write_file_atomic(self.opts.state_file, data .. "\n")
   if not ok then
-    return nil, werr("StateFile", "cannot write the state file " .. self.opts.state_file .. ": " .. tostring(err))
+    return nil, werr("StateFile", "cannot write the state file " .. self.opts.state_file .. ": " .. err.message)
   end
   return true
 end

@@ -42,7 +42,7 @@ function M.start(opts)
     pipe:close()
     error("the emulator did not start (see /tmp/dms-emulator-spec.log): " .. tostring(url))
   end
-  return setmetatable({ url = url, pid = pid, pipe = pipe, http = core.http() }, Emulator)
+  return setmetatable({ url = url, pid = pid, pipe = pipe, http = assert(require("dms.curl").http()) }, Emulator)
 end
 
 function Emulator:admin(method, path, body)

@@ -1,6 +1,6 @@
--- The default transport: one libcurl handle per client (dms.core.http), so
+-- The default transport: one libcurl handle per client (dms.curl.http), so
 -- that connections are kept alive across calls.
-local core = require "dms.core"
+local curl = require "dms.curl"   -- libcurl is mapped when this transport is first used
 local errors = require "dms.errors"
 local setmetatable = setmetatable
 
@@ -10,7 +10,9 @@ Transport.__index = Transport
 
 -- opts: connect_timeout, timeout (seconds), max_response_bytes, ca_file, insecure
 function M.new(opts)
-  return setmetatable({ handle = core.http(), opts = opts }, Transport)
+  local handle, err = curl.http()
+  if not handle then return nil, err end
+  return setmetatable({ handle = handle, opts = opts }, Transport)
 end
 
 -- req: {url=, method=, headers= {{name, value}...}, body=, fresh_connect=}
