@@ -65,7 +65,6 @@ describe("TLS", function()
   end)
 
   it("does not carry insecure from one request to the next on the same handle", function()
-    local core = require "dms.core"
     local h = assert(require("dms.curl").http())
     local ok = h:request({ url = emu.url .. "/_emulator/health", method = "GET", insecure = true })
     assert.truthy(ok)

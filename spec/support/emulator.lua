@@ -6,7 +6,6 @@
 --   emu:fault{ operation = "StartReplication", fault = "throttle", count = 2 }
 --   local log = emu:requests()
 --   emu:stop()
-local core = require "dms.core"
 local cjson = require "cjson"
 
 local M = {}
