@@ -424,7 +424,7 @@ describe("dms.workflow", function()
   describe("lock", function()
     it("keeps a second runbook off a replication another process drives", function()
       local state = dir .. "/locked.json"
-      local path = assert(workflow.Session.new(client, options())):lock_path()
+      local path = workflow.lock_path(options())
       local pid, pipe = hold_lock(dir, path)
       local held = true
       local function release()
@@ -443,7 +443,7 @@ describe("dms.workflow", function()
     end)
 
     it("is one lock per replication, whatever the state file", function()
-      local function lock_path(extra) return assert(workflow.Session.new(client, options(extra))):lock_path() end
+      local function lock_path(extra) return workflow.lock_path(options(extra)) end
       local path = lock_path()
       assert.are.equal(dir, path:match("^(.*)/"))
       assert.truthy(path:find("ABCDEFGHIJKLMNOPQRSTUVWX03", 1, true))
@@ -461,7 +461,7 @@ describe("dms.workflow", function()
     end)
 
     it("may be taken again by the process that holds it", function()
-      local path = assert(workflow.Session.new(client, options())):lock_path()
+      local path = workflow.lock_path(options())
       local h1 = assert(workflow.lock_acquire(path))
       local h2 = assert(workflow.lock_acquire(path))
       assert.are.equal(h1, h2)
@@ -472,7 +472,7 @@ describe("dms.workflow", function()
     it("lies in $XDG_RUNTIME_DIR, $TMPDIR or /tmp without lock_dir", function()
       local o = options()
       o.lock_dir = nil
-      local path = assert(workflow.Session.new(client, o)):lock_path()
+      local path = workflow.lock_path(o)
       local expected = os.getenv("XDG_RUNTIME_DIR")
       if not expected or expected == "" then expected = os.getenv("TMPDIR") end
       if not expected or expected == "" then expected = "/tmp" end

@@ -38,11 +38,7 @@ local function fail(fmt, ...)
   error(string.format(fmt, ...), 0)
 end
 
-local function copy(t)
-  local r = {}
-  for k, v in pairs(t) do r[k] = v end
-  return r
-end
+local copy = require("dms.util").copy
 
 ------------------------------------------------------------------------------
 -- Partitions

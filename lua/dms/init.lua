@@ -174,11 +174,7 @@ local function redact(err, secrets)
 end
 M.redact = redact
 
-local function copy(t)
-  local out = {}
-  for k, v in pairs(t) do out[k] = v end
-  return out
-end
+local copy = require("dms.util").copy
 
 -- Signs and sends one attempt; returns result or nil, err.
 function Client:attempt(req, unsafe)

@@ -1,0 +1,308 @@
+-- dms-runbook: drive an AWS DMS Serverless replication from the command line,
+-- a thin command over dms.workflow (bin/dms-runbook calls M.main).
+local argparse = require "argparse"
+local cjson = require "cjson"
+local core = require "dms.core"
+local dms = require "dms"
+local workflow = require "dms.workflow"
+local events = require "dms.workflow.events"
+local format = require "dms.runbook.format"
+
+local M = {}
+
+local EXIT = { ok = 0, error = 1, usage = 2, assessment = 3, fatal = 4, timeout = 5, locked = 6 }
+
+local EPILOG = [[
+What the commands do:
+  run      describe, start (with the assessment), wait for --wait-for, resume after
+           recoverable stops; with --state-file, run it again after a crash to go on
+  start    send the start the replication's state calls for (start-replication for a
+           first run, resume-processing after a stop); with --wait-for, wait too
+  resume   resume-processing a stopped replication; with --wait-for, wait too
+  stop     StopReplication and wait until stopped (--wait-for deprovisioned: until
+           its capacity is released; --wait-for stopping: do not wait)
+  status   describe the replication
+
+reload-target (drops and reloads the target tables) is sent only with
+--start-type reload-target --allow-reload-target. A FATAL_ERROR stop is never
+resumed automatically.
+
+Output: on a terminal, one line per step and a live progress line; with --json,
+or when stdout is not a terminal, one JSON event per line.
+
+Exit codes:
+  0  success
+  1  other errors (DMS, network, credentials, a stop before the target, ...)
+  2  bad usage or configuration
+  3  the premigration assessment failed
+  4  the replication stopped with a fatal error
+  5  timeout
+  6  another runbook holds the lock of this replication (one lock per ARN, in
+     --lock-dir, whatever the --state-file)]]
+
+local WAIT_FOR = { "running", "full-load-complete", "stopped" }
+local STOP_WAIT_FOR = { "stopping", "stopped", "deprovisioned" }
+
+local function positive(s)
+  local n = tonumber(s)
+  if not n or n <= 0 then return nil, "'" .. tostring(s) .. "' is not a positive number" end
+  return n
+end
+
+local function count(s)
+  local n = tonumber(s)
+  if not n or n < 0 or n % 1 ~= 0 then return nil, "'" .. tostring(s) .. "' is not a count" end
+  return n
+end
+
+local function build_parser()
+  local p = argparse("dms-runbook", "Drive an AWS DMS Serverless replication: assess, start, watch, resume.")
+    :epilog(EPILOG)
+  p:command_target("command")
+  p:option("--arn", "ReplicationConfigArn of the replication."):argname("<arn>")
+  p:option("--region", "AWS region (default: AWS_REGION or the profile's)."):argname("<region>")
+  p:option("--profile", "Shared config profile."):argname("<name>")
+  p:option("--endpoint", "Endpoint URL (e.g. a local DMS endpoint)."):argname("<url>")
+  p:option("--state-file", "Progress file, written atomically at each step; a rerun goes on from it.")
+    :argname("<path>")
+  p:option("--lock-dir", "Directory of the replication's lock file, one per ARN whatever the state file "
+    .. "(default: $XDG_RUNTIME_DIR, $TMPDIR or /tmp).")
+    :argname("<dir>")
+  p:option("--poll-interval", "Seconds between two polls (default 15).", nil, positive):argname("<s>")
+  p:option("--timeout", "Give up after this many seconds (default 21600).", nil, positive):argname("<s>")
+  p:flag("--json", "One JSON event per line, even on a terminal.")
+
+  local function assess_options(c)
+    c:option("--assess-folder", "Run a premigration assessment with this ResultLocationFolder.")
+      :argname("<folder>")
+    c:option("--assess-include", "Space-separated individual assessments (IncludeOnly)."):argname("<names>")
+    c:flag("--no-fail-on-assessment", "Start even when the assessment fails (FailOnAssessmentFailure false).")
+    c:option("--start-type", "Start type instead of the one chosen from the replication's state.")
+      :choices({ "start-replication", "resume-processing", "reload-target" })
+    c:flag("--allow-reload-target", "Allow --start-type reload-target (drops and reloads the target tables).")
+  end
+
+  local run = p:command("run", "Start, wait, resume after recoverable stops.")
+  assess_options(run)
+  run:option("--wait-for", "Target: running, full-load-complete or stopped."):choices(WAIT_FOR)
+    :default("running")
+  run:option("--max-resumes", "Automatic resumes after recoverable stops (default 3).", nil, count)
+    :argname("<n>")
+  run:option("--resume-backoff", "Seconds before the first automatic resume, doubling (default 60).", nil,
+    positive):argname("<s>")
+
+  local start = p:command("start", "Send the start (no wait unless --wait-for).")
+  assess_options(start)
+  start:option("--wait-for", "Then wait for running, full-load-complete or stopped."):choices(WAIT_FOR)
+
+  local resume = p:command("resume", "resume-processing a stopped replication (no wait unless --wait-for).")
+  resume:option("--wait-for", "Then wait for running, full-load-complete or stopped."):choices(WAIT_FOR)
+  resume:flag("--after-fatal", "Resume even after a FATAL_ERROR stop (once its cause is fixed).")
+
+  local stop = p:command("stop", "StopReplication and wait.")
+  stop:option("--wait-for", "stopping (no wait), stopped or deprovisioned (capacity released).")
+    :choices(STOP_WAIT_FOR):default("stopped")
+
+  p:command("status", "Describe the replication.")
+  return p
+end
+
+---------------------------------------------------------------------------
+-- Output
+
+local function is_terminal()
+  local term = os.getenv("TERM")
+  if not term or term == "" or term == "dumb" then return false end
+  return core.isatty(1)
+end
+
+local LIVE = { status = true, progress = true, capacity = true }
+
+local Printer = {}
+Printer.__index = Printer
+
+local function new_printer(json)
+  return setmetatable({ json = json or not is_terminal(), live = false, errors = 0 }, Printer)
+end
+
+function Printer:event(ev)
+  if ev.type == "error" then
+    self.errors = self.errors + 1
+    if not self.json then return end      -- a person reads it on stderr
+  end
+  if self.json then
+    local ok, line = pcall(cjson.encode, ev)
+    if ok then io.stdout:write(line, "\n") end
+    io.stdout:flush()
+    return
+  end
+  if LIVE[ev.type] then
+    io.stdout:write("\r", format.progress_line(ev), "\27[K")
+    self.live = true
+  else
+    if self.live then io.stdout:write("\n") end     -- the last progress line stays on screen
+    self.live = false
+    local line = format.event(ev)
+    if ev.type == "warning" then line = "\27[1m" .. line .. "\27[0m" end
+    io.stdout:write(line, "\n")
+  end
+  io.stdout:flush()
+  if ev.type == "warning" then io.stderr:write("dms-runbook: WARNING: ", format.clean(ev.message), "\n") end
+end
+
+function Printer:finish()
+  if self.live and not self.json then io.stdout:write("\n") end
+  self.live = false
+end
+
+-- an error the workflow did not report as an event (bad options, configuration)
+function Printer:error(err)
+  self:finish()
+  if self.json and self.errors == 0 then
+    self:event({ type = "error", code = err.code, kind = err.kind, message = err.message, time = core.now() })
+  end
+  io.stderr:write("dms-runbook: ", format.clean(tostring(err)), "\n")
+end
+
+local function exit_code(err)
+  local code = type(err) == "table" and err.code
+  if code == "AssessmentFailed" then return EXIT.assessment end
+  if code == "FatalStop" then return EXIT.fatal end
+  if code == "Timeout" and err.kind == "workflow" then return EXIT.timeout end
+  if code == "Locked" then return EXIT.locked end
+  if code == "ReloadNotAllowed" then return EXIT.usage end
+  if type(err) == "table" and (err.kind == "validation" or err.kind == "config") then return EXIT.usage end
+  return EXIT.error
+end
+
+local function print_status(printer, repl, arn)
+  local ev = events.status(repl, { type = "described", arn = arn, time = core.now(), elapsed = 0 })
+  local st = repl.ReplicationStats or {}
+  if printer.json then
+    printer:event(ev)
+    return
+  end
+  local function row(name, value)
+    if value ~= nil then io.stdout:write(string.format("%-20s %s\n", name, format.clean(value))) end
+  end
+  local function date(t) return t and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) end
+  row("replication", arn)
+  row("identifier", repl.ReplicationConfigIdentifier)
+  row("type", repl.ReplicationType)
+  row("status", repl.Status)
+  row("start type", repl.StartReplicationType)
+  row("stop reason", repl.StopReason)
+  row("failure", ev.failure)
+  if repl.ReplicationType ~= "cdc" then
+    row("full load", st.FullLoadProgressPercent and (st.FullLoadProgressPercent .. " %"))
+    row("tables", string.format("%s loaded, %s loading, %s queued, %s errored", tostring(st.TablesLoaded),
+      tostring(st.TablesLoading), tostring(st.TablesQueued), tostring(st.TablesErrored)))
+  end
+  row("checkpoint", repl.RecoveryCheckpoint)
+  row("capacity", ev.provision_state)
+  row("assessment", ev.assessment)
+  row("started", date(st.StartDate))
+  row("stopped", date(st.StopDate))
+  row("elapsed (DMS)", ev.dms_elapsed and format.duration(ev.dms_elapsed))
+end
+
+---------------------------------------------------------------------------
+
+function M.main(argv)
+  local parser = build_parser()
+  local ok, args = parser:pparse(argv)
+  if not ok then
+    io.stderr:write(parser:get_usage(), "\n\nError: ", args, "\n")
+    return EXIT.usage
+  end
+  local printer = new_printer(args.json)
+  local function usage(message)
+    printer:error(core.error({ kind = "validation", code = "Usage", message = message }))
+    return EXIT.usage
+  end
+  if not args.arn then return usage("--arn is required") end
+  -- checked before any request: the ARN of a DMS replication config
+  if not core.build(require("dms.model"), "StopReplication", { ReplicationConfigArn = args.arn }) then
+    return usage("--arn '" .. args.arn .. "' is not the ARN of a DMS replication config "
+      .. "(like arn:aws:dms:us-east-1:123456789012:replication-config:ID)")
+  end
+  if args.allow_reload_target and args.start_type ~= "reload-target" then
+    return usage("--allow-reload-target goes with --start-type reload-target")
+  end
+  if args.start_type == "reload-target" and not args.allow_reload_target then
+    return usage("--start-type reload-target drops and reloads the target tables: it needs --allow-reload-target")
+  end
+
+  local client, cerr = dms.new({ region = args.region, profile = args.profile, endpoint = args.endpoint })
+  if not client then
+    printer:error(cerr)
+    return exit_code(cerr)
+  end
+
+  if args.command == "status" then
+    local repl, err = workflow.describe(client, args.arn)
+    client:close()
+    if not repl then
+      printer:error(err)
+      return exit_code(err)
+    end
+    print_status(printer, repl, args.arn)
+    return EXIT.ok
+  end
+
+  local opts = {
+    replication_config_arn = args.arn,
+    state_file = args.state_file,
+    lock_dir = args.lock_dir,
+    poll = { interval = args.poll_interval, timeout = args.timeout },
+    start_type = args.start_type,
+    allow_reload_target = args.allow_reload_target or nil,
+    after_fatal = args.after_fatal or nil,
+    on_event = function(ev) printer:event(ev) end,
+  }
+  if args.assess_folder or args.assess_include then
+    opts.assessment = {
+      ResultLocationFolder = args.assess_folder,
+      IncludeOnly = args.assess_include,
+      FailOnAssessmentFailure = not args.no_fail_on_assessment,
+    }
+  end
+
+  local outcome, err
+  if args.command == "run" then
+    opts.wait_for = args.wait_for
+    opts.resume = { max_attempts = args.max_resumes, backoff = args.resume_backoff }
+    outcome, err = workflow.run(client, opts)
+  elseif args.command == "start" or args.command == "resume" then
+    local step = args.command == "start" and workflow.start or workflow.resume
+    outcome, err = step(client, opts)
+    if outcome and args.wait_for then
+      opts.wait_for = args.wait_for
+      outcome, err = workflow.wait(client, opts)
+    end
+  elseif args.command == "stop" then
+    opts.wait_for = args.wait_for
+    outcome, err = workflow.stop(client, opts)
+  end
+  client:close()
+  printer:finish()
+  if not outcome then
+    printer:error(err)
+    return exit_code(err)
+  end
+  return EXIT.ok
+end
+
+
+-- runs the command; returns the exit code (never raises)
+function M.run(argv)
+  local ok, code = pcall(M.main, argv)
+  if not ok then
+    io.stderr:write("dms-runbook: internal error: ", format.clean(tostring(code)), "\n")
+    return EXIT.error
+  end
+  return code
+end
+
+M.EXIT = EXIT
+return M
