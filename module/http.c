@@ -5,6 +5,7 @@
  * into Lua, so no Lua error can unwind through libcurl's frames.
  */
 #include "http.h"
+#include "buf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,48 +14,17 @@
 
 #include <curl/curl.h>
 
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-} hbuf;
 
 struct dms_http {
     CURL *curl;
-    hbuf headers;
-    hbuf body;
+    dms_buf headers;
+    dms_buf body;
     size_t max_bytes;
     int too_large;
     int nomem;
     char errbuf[CURL_ERROR_SIZE];
     char message[CURL_ERROR_SIZE + 128];
 };
-
-static int hbuf_add(hbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->data, cap);
-        if (!p)
-            return -1;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-static void hbuf_free(hbuf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
 
 int dms_http_global_init(void)
 {
@@ -95,8 +65,8 @@ void dms_http_free(dms_http *h)
         return;
     if (h->curl)
         curl_easy_cleanup(h->curl);
-    hbuf_free(&h->headers);
-    hbuf_free(&h->body);
+    dms_buf_free(&h->headers);
+    dms_buf_free(&h->body);
     free(h);
 }
 
@@ -108,7 +78,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         h->too_large = 1;
         return 0;               /* makes curl abort with CURLE_WRITE_ERROR */
     }
-    if (hbuf_add(&h->body, ptr, n) != 0) {
+    if (dms_buf_add(&h->body, ptr, n) != 0) {
         h->nomem = 1;
         return 0;
     }
@@ -121,7 +91,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     /* A new status line starts a new response (after 100 Continue): keep only the last. */
     if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0)
-        h->headers.len = 0;
+        dms_buf_reset(&h->headers);
     if (n > 15 && strncasecmp(ptr, "content-length:", 15) == 0) {
         unsigned long long v = strtoull(ptr + 15, NULL, 10);
         if (v > h->max_bytes) {
@@ -129,7 +99,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
             return 0;           /* refuse before reading the body */
         }
     }
-    if (hbuf_add(&h->headers, ptr, n) != 0) {
+    if (dms_buf_add(&h->headers, ptr, n) != 0) {
         h->nomem = 1;
         return 0;
     }
@@ -157,8 +127,8 @@ dms_http_status dms_http_perform(dms_http *h, const dms_http_request *req, dms_h
     const char *detail;
 
     memset(res, 0, sizeof *res);
-    h->headers.len = 0;
-    h->body.len = 0;
+    dms_buf_reset(&h->headers);
+    dms_buf_reset(&h->body);
     h->too_large = 0;
     h->nomem = 0;
     h->errbuf[0] = '\0';

@@ -8,6 +8,7 @@
  *   4. signature and the Authorization header
  */
 #include "sigv4.h"
+#include "buf.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -20,57 +21,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-/* ------------------------------------------------------------------ */
-/* a growable byte buffer                                              */
-
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    int failed;
-} sbuf;
-
-static void sb_reserve(sbuf *b, size_t extra)
-{
-    size_t need, cap;
-    char *p;
-    if (b->failed)
-        return;
-    need = b->len + extra + 1;
-    if (need <= b->cap)
-        return;
-    cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    p = realloc(b->data, cap);
-    if (!p) {
-        b->failed = 1;
-        return;
-    }
-    b->data = p;
-    b->cap = cap;
-}
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    sb_reserve(b, n);
-    if (b->failed)
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void sb_adds(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_addc(sbuf *b, char c) { sb_add(b, &c, 1); }
-
-static void sb_free(sbuf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
+/* the growable buffer of buf.h, under the short names this file uses */
+typedef dms_buf sbuf;
+#define sb_add(b, s, n) ((void)dms_buf_add((b), (s), (n)))
+#define sb_adds(b, s) ((void)dms_buf_adds((b), (s)))
+#define sb_addc(b, c) ((void)dms_buf_addc((b), (c)))
+#define sb_free(b) dms_buf_free(b)
 
 /* ------------------------------------------------------------------ */
 /* encoding helpers                                                    */

@@ -34,7 +34,6 @@ for name in pairs(model.operations) do
   local snake = name:gsub("(%l)(%u)", "%1_%2"):gsub("(%u)(%u%l)", "%1_%2"):lower()
   METHODS[snake] = name
 end
-M.methods = METHODS
 
 -- nginx phases where cosockets may be used
 local COSOCKET_PHASES = {
@@ -232,7 +231,6 @@ function Client:attempt(req, unsafe)
     if server then
       self.clock_offset = server - self.clock()
       perr.retryable = true
-      perr.clock_skew = true
     end
   end
   return nil, perr
