@@ -1,3 +1,4 @@
+-- luacheck: max line length 140
 -- The workflow's parts on their own: reading a Replication (plain tables, no
 -- I/O), the phases table, and the journal's view of a state file.
 local R = require "dms.workflow.replication"
