@@ -460,13 +460,49 @@ describe("dms.workflow", function()
       assert.are.equal(0, #emu:requests())
     end)
 
-    it("may be taken again by the process that holds it", function()
+    it("lets an operator's stop through while another runbook holds it, leaving its state file alone", function()
+      emu:replication({ arn = ARN, status = "running" })
+      local path = workflow.lock_path(options())
+      local state = dir .. "/held-state.json"
+      write(state, "{\"arn\":\"" .. ARN .. "\",\"phase\":\"waiting\",\"run_started\":true}")
+      local pid, pipe = hold_lock(dir, path)
+      finally(function() os.execute("kill " .. pid) pipe:close() end)
+      local opts, events = options({ state_file = state, wait_for = "stopped" })
+      local outcome, err = workflow.stop(client, opts)
+      assert.is_nil(err)
+      assert.are.equal("stopped", outcome.replication.Status)
+      assert.are.equal(1, #emu:requests("StopReplication"))
+      local warning = find(events, "warning")
+      assert.are.equal("Locked", warning.code)
+      assert.truthy(warning.message:find("pid " .. pid, 1, true))
+      -- the other runbook's state file is its own
+      assert.are.equal("waiting", cjson.decode(read(state)).phase)
+      -- a stop on request is never resumed by the runbook that was driving it
+      assert.are.equal("normal", workflow.classify(outcome.replication))
+    end)
+
+    it("is not taken twice by one process: a second workflow call gets Locked", function()
       local path = workflow.lock_path(options())
       local h1 = assert(workflow.lock_acquire(path))
-      local h2 = assert(workflow.lock_acquire(path))
-      assert.are.equal(h1, h2)
-      workflow.lock_release(h2)
+      local h2, err = workflow.lock_acquire(path)
+      assert.is_nil(h2)
+      assert.are.equal("Locked", err.code)
+      -- two workflow calls in one process (two requests of one nginx worker): one start
+      local second
+      local opts = options({ on_event = function(ev)
+        if ev.type == "start_sent" and not second then
+          second = { workflow.start(client, (options())) }
+        end
+      end })
       workflow.lock_release(h1)
+      assert(workflow.start(client, opts))
+      assert.is_nil(second[1])
+      assert.are.equal("Locked", second[2].code)
+      assert.are.equal(1, #starts())
+      -- released with the run: the next call goes ahead
+      local h3 = assert(workflow.lock_acquire(path))
+      workflow.lock_release(h3)
+      workflow.lock_release(h3)          -- twice is harmless
     end)
 
     it("lies in $XDG_RUNTIME_DIR, $TMPDIR or /tmp without lock_dir", function()
@@ -543,7 +579,9 @@ describe("dms.workflow", function()
 
     setup(function()
       lag = emulator.start({ speed = 1 })
-      lag_client = lag:client()
+      -- a request can be in flight for 2 s at most: how long a start whose
+      -- answer was lost is waited for, besides max_stale_polls describes
+      lag_client = lag:client({ timeout = { total = 2 } })
     end)
     teardown(function()
       if lag_client then lag_client:close() end
@@ -553,9 +591,15 @@ describe("dms.workflow", function()
       lag:reset()
     end)
 
+    -- the workflow's clock moves with its pauses, as the emulated one does
     local function lag_options(extra)
       local o, events = options(extra)
-      o.sleep = function(seconds) lag:clock({ advance = seconds * EMULATED_PER_SECOND }) end
+      local now = core.now()
+      o.clock = function() return now end
+      o.sleep = function(seconds)
+        now = now + seconds
+        lag:clock({ advance = seconds * EMULATED_PER_SECOND })
+      end
       return o, events
     end
 
@@ -587,13 +631,36 @@ describe("dms.workflow", function()
       return c
     end
 
-    it("treats InvalidResourceStateFault after its own unanswered start as started", function()
+    it("waits out lagging reads after its own unanswered start, and sends no second start", function()
       -- DMS applies the start but the answer is lost, and the describes that
-      -- follow still show the replication as before it: the workflow sends a
-      -- second start, which DMS refuses because the first one took
+      -- follow still show the replication as before it, three times
       lag:fault({ operation = "StartReplication", fault = "drop_after" })
       lag:fault({ operation = "DescribeReplications", fault = "stale", count = 3 })
       local opts, events = lag_options()
+      local outcome, err = workflow.run(lag_client, opts)
+      assert.is_nil(err)
+      assert.is_true(outcome.ok)
+      assert.are.equal("running", outcome.replication.Status)
+      assert.are.equal(1, outcome.starts)
+      assert.are.equal("described", find(events, "started").how)
+      assert.are.equal(1, count(events, "start_unknown"))
+      local log = lag:requests("StartReplication")
+      assert.are.equal(1, #log)
+      assert.are.equal("drop_after", log[1].fault)       -- applied, answer lost
+      local seen = received()
+      assert.are.same({ { "DescribeReplications", "stale" }, { "StartReplication", "drop_after" },
+                        { "DescribeReplications", "stale" }, { "DescribeReplications", "stale" },
+                        { "DescribeReplications" } },
+                      { seen[1], seen[2], seen[3], seen[4], seen[5] })
+    end)
+
+    it("treats InvalidResourceStateFault after its own unanswered start as started", function()
+      -- the reads lag longer than a request can be in flight and max_stale_polls
+      -- describes: the workflow sends a second start, which DMS refuses because
+      -- the first one took, and counts the first
+      lag:fault({ operation = "StartReplication", fault = "drop_after" })
+      lag:fault({ operation = "DescribeReplications", fault = "stale", count = 45 })
+      local opts, events = lag_options({ poll = { interval = 0.05, timeout = 30, jitter = 0 } })
       local outcome, err = workflow.run(lag_client, opts)
       assert.is_nil(err)
       assert.is_true(outcome.ok)
@@ -610,11 +677,45 @@ describe("dms.workflow", function()
       assert.are.equal(400, log[2].status)                -- refused: the replication was starting
       assert.are.equal("InvalidResourceStateFault", log[2].error)
       for _, r in ipairs(log) do assert.are.equal("start-replication", r.body.StartReplicationType) end
-      local seen = received()
-      assert.are.same({ { "DescribeReplications", "stale" }, { "StartReplication", "drop_after" },
-                        { "DescribeReplications", "stale" }, { "DescribeReplications", "stale" },
-                        { "StartReplication" }, { "DescribeReplications" } },
-                      { seen[1], seen[2], seen[3], seen[4], seen[5], seen[6] })
+      -- the second start went out only after the first could no longer be in flight
+      local describes_between, starts_seen = 0, 0
+      for _, r in ipairs(received()) do
+        if r[1] == "StartReplication" then starts_seen = starts_seen + 1 end
+        if starts_seen == 2 then break end
+        if starts_seen == 1 and r[1] == "DescribeReplications" then describes_between = describes_between + 1 end
+      end
+      assert.truthy(describes_between >= workflow.DEFAULTS.max_stale_polls, describes_between)
+    end)
+
+    it("after a restart, waits out lagging reads before it starts again", function()
+      -- a runbook killed right after sending a start DMS applies late
+      local path = dir .. "/lagging.json"
+      local before = assert(workflow.describe(lag_client, ARN))
+      write(path, cjson.encode({
+        version = 1, arn = ARN, phase = "starting", start_sent = true, start_pending = true,
+        pending_type = "start-replication", pending_resume = false, starts = 0, resumes = 0,
+        start_attempts = 1, before = { status = before.Status }, pid = 999999, pending_since = core.now(),
+      }))
+      assert(lag_client:start_replication({ ReplicationConfigArn = ARN, StartReplicationType = "start-replication" }))
+      lag:fault({ operation = "DescribeReplications", fault = "stale", count = 3 })
+      local opts, events = lag_options({ state_file = path })
+      local outcome, err = workflow.run(lag_client, opts)
+      assert.is_nil(err)
+      assert.are.equal(1, outcome.starts)
+      assert.are.equal("described after a restart", find(events, "started").how)
+      assert.are.equal(1, #lag:requests("StartReplication"))
+    end)
+
+    it("stops once when the answer to StopReplication is lost and reads lag", function()
+      lag:replication({ arn = ARN, status = "running" })
+      lag:fault({ operation = "StopReplication", fault = "drop_after" })
+      lag:fault({ operation = "DescribeReplications", fault = "stale", count = 3 })
+      local opts, events = lag_options({ wait_for = "stopped" })
+      local outcome, err = workflow.stop(lag_client, opts)
+      assert.is_nil(err)
+      assert.are.equal("stopped", outcome.replication.Status)
+      assert.are.equal(1, count(events, "stop_unknown"))
+      assert.are.equal(1, #lag:requests("StopReplication"))
     end)
 
     it("waits until the capacity is deprovisioned before it resumes", function()

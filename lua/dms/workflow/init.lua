@@ -143,11 +143,12 @@ for k in pairs(M.STOP_WAIT_FOR) do ANY_TARGET[k] = true end
 
 -- A public function: check the options, open the session (lock, state), run
 -- `method`; nothing raises past this point.
-local function step(method, targets, default_target)
+local function step(method, targets, default_target, lock_mode)
   return function(client, opts)
     local o, err = check_options(client, opts, targets, default_target)
     if not o then return nil, err end
     local s = session.new(client, o)
+    s.lock_mode = lock_mode
     local ok, oerr = s:open()
     if not ok then return s:fail(oerr) end
     local fine, res, res_err = pcall(method, s)
@@ -177,8 +178,11 @@ M.assess = step(function(s)
   return s:assess_steps()
 end, ANY_TARGET, "running")
 -- workflow.stop(client, opts): StopReplication, then waits for opts.wait_for
--- ("stopping", "stopped" or "deprovisioned")
-M.stop = step(Session.stop_steps, M.STOP_WAIT_FOR, "stopped")
+-- ("stopping", "stopped" or "deprovisioned"). An operator's stop goes through
+-- even while another runbook holds the replication's lock (without touching
+-- that runbook's state file); the runbook then sees a stop on request, which
+-- it never resumes.
+M.stop = step(Session.stop_steps, M.STOP_WAIT_FOR, "stopped", "try")
 
 -- workflow.describe(client, arn | opts) -> Replication | nil, err
 function M.describe(client, opts)

@@ -27,14 +27,15 @@ end
 ---------------------------------------------------------------------------
 -- Locks
 
-local held = {}   -- lock path -> { count, handle, path }: a process may take its own lock again
+local held = {}   -- lock path -> handle: the locks this process holds
 
--- lock_acquire(path) -> handle | nil, err (code Locked or LockFailed)
+-- lock_acquire(path) -> handle | nil, err (code Locked or LockFailed). A lock
+-- is never taken twice, not even by the process that holds it: two workflow
+-- calls in one process (two requests of one nginx worker) are two runbooks.
 function M.lock_acquire(path)
-  local h = held[path]
-  if h then
-    h.count = h.count + 1
-    return h
+  if held[path] then
+    return nil, werr("Locked", string_format("another runbook of this process (pid %d) is driving this "
+      .. "replication: lock file %s", core.pid(), path), { pid = core.pid(), lock_file = path })
   end
   local handle, lerr = core.lock(path)
   if not handle then
@@ -44,15 +45,13 @@ function M.lock_acquire(path)
     end
     return nil, werr("LockFailed", lerr.message, { lock_file = path })
   end
-  h = { count = 1, handle = handle, path = path }
+  local h = { handle = handle, path = path }
   held[path] = h
   return h
 end
 
 function M.lock_release(h)
-  if not h then return end
-  h.count = h.count - 1
-  if h.count > 0 then return end
+  if not h or held[h.path] ~= h then return end
   held[h.path] = nil
   h.handle:release()
 end
@@ -86,7 +85,8 @@ local FIELDS = {
   starts = "number", resumes = "number", start_type = "string", run_started = "boolean",
   run_start_date = "number", status = "string", stop_reason = "string", progress = "number",
   updated_at = "number", created_at = "number", pid = "number", previous = "table", last_error = "string",
-  stop_sent = "boolean",
+  stop_sent = "boolean", pending_since = "number", stop_pending = "boolean", stop_since = "number",
+  before_stop = "table",
 }
 local BEFORE = { status = "string", start_date = "number", start_type = "string" }
 
@@ -113,13 +113,20 @@ M.invalid = invalid
 local Journal = {}
 Journal.__index = Journal
 
--- opts: arn, state_file (optional), lock_dir, lock (false: no lock)
+-- opts: arn, state_file (optional), lock_dir, lock: true (the default), false
+-- (no lock), or "try": when another runbook holds the lock, a journal that
+-- neither locks nor reads or writes the state (its `bypassed` field holds the
+-- Locked error), for an operator's stop that must go through.
 function M.open(opts)
   local self = setmetatable({ arn = opts.arn, state_file = opts.state_file }, Journal)
   if opts.lock ~= false then
     local path = M.lock_path(opts.arn, opts.lock_dir)
     local h, err = M.lock_acquire(path)
-    if not h then return nil, err end
+    if not h then
+      if opts.lock ~= "try" or err.code ~= "Locked" then return nil, err end
+      self.state_file = nil
+      self.bypassed = err
+    end
     self.lock = h
   end
   return self

@@ -215,9 +215,13 @@ end
 -- takes the lock and loads the state; returns true | nil, err
 function Session:open()
   local j, err = journal.open({ arn = self.arn, state_file = self.opts.state_file, lock_dir = self.opts.lock_dir,
-                                lock = self.opts.lock })
+                                lock = self.opts.lock ~= false and (self.lock_mode or true) })
   if not j then return nil, err end
   self.journal = j
+  if j.bypassed then
+    self:emit("warning", nil, { message = j.bypassed.message .. "; going ahead without its lock and state file",
+                                code = "Locked" })
+  end
   local ok
   ok, err = self:load()
   if not ok then return nil, err end
@@ -291,6 +295,50 @@ function Session:wait_capacity(repl)
   return self:poll_until(repl, R.capacity_released, "release its capacity")
 end
 
+-- The latest moment a request sent at `since` can still reach DMS: the
+-- client's whole-request timeout bounds how long it travels.
+function Session:in_flight_until(since)
+  if type(since) ~= "number" then return -math.huge end
+  local t = type(self.client.transport_opts) == "table" and self.client.transport_opts.timeout or 60
+  return since + t
+end
+
+-- Looks at the replication until `shown(repl)` holds, or until a request sent
+-- at `since` cannot be in flight any more and max_stale_polls describes have
+-- shown nothing (reads of DMS lag behind what it applied). The patience is the
+-- same for an attempt of this process whose answer was lost and for one a
+-- killed process left pending. Returns repl, shown | nil, err.
+function Session:await(repl, shown, since, what)
+  local looks = 0
+  local settle = self:in_flight_until(since)
+  while true do
+    if repl then
+      if shown(repl) then return repl, true end
+      looks = looks + 1
+      if looks >= M.DEFAULTS.max_stale_polls and self:now() >= settle then return repl, false end
+      if self:remaining() <= 0 then return nil, self:timeout_error(what) end
+      self:pause(self:jitter(self.interval))
+    end
+    local err
+    repl, err = self:poll_describe()
+    if not repl then return nil, err end
+  end
+end
+
+-- a start sent when the replication looked like `before` (R.before)
+function Session:await_start(before, since, repl)
+  return self:await(repl, function(r) return R.started_since(before, r) end, since, "show the start sent earlier")
+end
+
+-- a stop sent when the replication looked like `before`
+function Session:await_stop(before, since, repl)
+  return self:await(repl, function(r)
+    if not ACTIVE[r.Status] or r.Status == "stopping" then return true end
+    local sd = stats(r).StopDate
+    return sd ~= nil and (before.stop_date == nil or sd > before.stop_date + 0.0005)
+  end, since, "show the stop sent earlier")
+end
+
 -- a run we did not start is under way: from now on it is ours to watch
 function Session:adopt(repl)
   if self.ours then return true end
@@ -343,7 +391,7 @@ function Session:send_start(start_type, repl, is_resume)
   local ok, serr = self:save({
     phase = is_resume and phases.RESUMING or phases.STARTING, start_sent = true, start_pending = true,
     pending_type = start_type, pending_resume = is_resume or false, before = R.before(repl),
-    start_attempts = (s.start_attempts or 0) + 1,
+    start_attempts = (s.start_attempts or 0) + 1, pending_since = self:now(),
   })
   if not ok then return nil, serr end
   self:emit(is_resume and "resume_sent" or "start_sent", repl, {
@@ -362,17 +410,13 @@ function Session:send_start(start_type, repl, is_resume)
     -- StartReplication has no idempotency token: look instead of sending it again
     self.unknown_attempt = true
     self:emit("start_unknown", repl, { code = err.code, message = err.message, start_type = start_type })
-    for look = 1, 2 do
-      local fresh, derr = self:poll_describe()
-      if not fresh then return nil, derr end
-      if R.started_since(s.before, fresh) then return self:confirm(start_type, fresh, is_resume, "described") end
-      if look == 1 then self:pause(self:jitter(self.interval)) end
-      repl = fresh
-    end
-    -- no sign of it: the start did not take effect; the caller decides again
+    local fresh, taken = self:await_start(s.before, s.pending_since)
+    if not fresh then return nil, taken end
+    if taken then return self:confirm(start_type, fresh, is_resume, "described") end
+    -- no sign of it for as long as it could take: it did not take effect; the caller decides again
     ok, serr = self:save({ start_pending = false })
     if not ok then return nil, serr end
-    return repl
+    return fresh
   end
 
   if err.code == "InvalidResourceStateFault" then
@@ -384,13 +428,19 @@ function Session:send_start(start_type, repl, is_resume)
     ok, serr = self:save({ start_pending = false })
     if not ok then return nil, serr end
     local fresh, moved
-    for look = 1, 2 do
-      if look == 2 then self:pause(self:jitter(self.interval)) end
-      local derr
-      fresh, derr = self:poll_describe()
-      if not fresh then return nil, derr end
-      moved = R.started_since(s.before, fresh)
-      if moved or not R.capacity_released(fresh) then break end
+    if self.unknown_attempt then
+      -- an earlier attempt of ours may be what DMS refuses for: as patient as for that attempt
+      fresh, moved = self:await_start(s.before, nil)
+      if not fresh then return nil, moved end
+    else
+      for look = 1, 2 do
+        if look == 2 then self:pause(self:jitter(self.interval)) end
+        local derr
+        fresh, derr = self:poll_describe()
+        if not fresh then return nil, derr end
+        moved = R.started_since(s.before, fresh)
+        if moved or not R.capacity_released(fresh) then break end
+      end
     end
     if moved and self.unknown_attempt then
       return self:confirm(start_type, fresh, is_resume, "refused after an earlier attempt")
@@ -426,12 +476,14 @@ function Session:reconcile(repl)
   local s = self.state
   if not s.start_pending then return repl end
   self.unknown_attempt = true
-  if R.started_since(s.before or {}, repl) then
-    return self:confirm(s.pending_type, repl, s.pending_resume, "described after a restart")
+  local fresh, taken = self:await_start(s.before or {}, s.pending_since, repl)
+  if not fresh then return nil, taken end
+  if taken then
+    return self:confirm(s.pending_type, fresh, s.pending_resume, "described after a restart")
   end
   local ok, err = self:save({ start_pending = false })
   if not ok then return nil, err end
-  return repl
+  return fresh
 end
 
 -- the start type for a replication this run has not started yet
@@ -712,35 +764,64 @@ function Session:assess_steps()
   return self:outcome(repl, phases.WAITING)
 end
 
+-- Sends StopReplication (saved first: a crash is reconciled by describing),
+-- never twice while the first may still show: an answer lost, or a refusal,
+-- is followed by describes for as long as a start's would be.
+-- Returns the replication | nil, err.
+function Session:send_stop(repl)
+  local before = { status = repl.Status, stop_date = stats(repl).StopDate }
+  local ok, serr = self:save({ phase = phases.STOPPING, stop_sent = true, stop_pending = true,
+                               stop_since = self:now(), before_stop = before })
+  if not ok then return nil, serr end
+  self:emit("stop_sent", repl)
+  local resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
+  if resp and type(resp.Replication) == "table" then
+    self:observe(resp.Replication)
+    ok, serr = self:save({ stop_pending = false })
+    if not ok then return nil, serr end
+    return resp.Replication
+  end
+  if not (err and (err.outcome_unknown or err.not_resent or err.code == "InvalidResourceStateFault")) then
+    self:save({ stop_pending = false })
+    return nil, err or errors.transport("MalformedResponse", "no Replication in the answer", true)
+  end
+  -- look at what happened instead of sending it again
+  self:emit("stop_unknown", repl, { code = err.code, message = err.message })
+  local fresh, shown = self:await_stop(before, self.state.stop_since)
+  if not fresh then return nil, shown end
+  if not shown then
+    -- no sign of it for as long as it could take: it did not reach DMS
+    self:emit("stop_sent", fresh, { attempt = 2 })
+    resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
+    if not resp and err.code ~= "InvalidResourceStateFault" and not err.outcome_unknown then
+      return nil, err
+    end
+    fresh, err = self:poll_describe()
+    if not fresh then return nil, err end
+  end
+  ok, serr = self:save({ stop_pending = false })
+  if not ok then return nil, serr end
+  return fresh
+end
+
 -- StopReplication (unless stopped already), then wait for wait_for:
 -- "stopping" (no wait), "stopped" (default) or "deprovisioned" (capacity released)
 function Session:stop_steps()
   local target = self.wait_for
   local repl, err = self:first_look()
   if not repl then return self:fail(err) end
-  if ACTIVE[repl.Status] and repl.Status ~= "stopping" then
-    local ok, serr = self:save({ phase = phases.STOPPING, stop_sent = true })
+  local s = self.state
+  if s.stop_pending then
+    -- a stop an earlier process sent before it could read the answer
+    local shown
+    repl, shown = self:await_stop(s.before_stop or {}, s.stop_since, repl)
+    if not repl then return self:fail(shown) end
+    local ok, serr = self:save({ stop_pending = false })
     if not ok then return self:fail(serr) end
-    self:emit("stop_sent", repl)
-    local resp
-    resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
-    if resp and type(resp.Replication) == "table" then
-      repl = resp.Replication
-      self:observe(repl)
-    elseif err and (err.outcome_unknown or err.not_resent or err.code == "InvalidResourceStateFault") then
-      -- look at what happened instead of sending it again
-      self:emit("stop_unknown", repl, { code = err.code, message = err.message })
-      repl, err = self:poll_describe()
-      if not repl then return self:fail(err) end
-      if ACTIVE[repl.Status] and repl.Status ~= "stopping" then
-        resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
-        if not resp and err.code ~= "InvalidResourceStateFault" then return self:fail(err) end
-        repl, err = self:poll_describe()
-        if not repl then return self:fail(err) end
-      end
-    else
-      return self:fail(err)
-    end
+  end
+  if ACTIVE[repl.Status] and repl.Status ~= "stopping" then
+    repl, err = self:send_stop(repl)
+    if not repl then return self:fail(err) end
   end
   self.state.run_started = false
   if target ~= "stopping" then
