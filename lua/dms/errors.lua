@@ -52,6 +52,7 @@ M.TRANSPORT = {
   ResponseTooLarge  = { retryable = false, unknown = true },
   MalformedResponse = { retryable = true,  unknown = true },     -- an answer, but not one we can read
   HTTPError         = { retryable = true,  unknown = "sent" },
+  TransportFailed   = { retryable = true,  unknown = "sent" },   -- a transport of the caller's raised
   BadRequest        = { retryable = false, unknown = false },
   OutOfMemory       = { retryable = false, unknown = false },
 }

@@ -80,6 +80,10 @@ local function check_types(config)
   if c ~= nil and type(c) ~= "table" and type(c) ~= "function" then
     return config_error("InvalidConfig", "config.credentials must be a table or a function")
   end
+  local hc = config.http_client
+  if hc ~= nil and hc ~= "auto" and hc ~= "builtin" and hc ~= "resty.http" then
+    return config_error("InvalidConfig", "config.http_client must be \"auto\", \"builtin\" or \"resty.http\"")
+  end
   local tr = config.transport
   if tr ~= nil and tr ~= "curl" and tr ~= "ngx" and tr ~= "auto" and type(tr) ~= "function"
      and type(tr) ~= "table" then
@@ -107,7 +111,7 @@ Client.__index = function(_, k)
   if v ~= nil then return v end
   local op = METHODS[k]
   if op then
-    local f = function(self_, params) return self_:call(op, params) end
+    local f = function(self_, params, opts) return self_:call(op, params, opts) end
     Client[k] = f
     return f
   end
@@ -137,7 +141,11 @@ function Client:transport()
     return self.ngx_transport
   end
   if not self.curl_transport then
-    self.curl_transport = require("dms.transport.curl").new(self.transport_opts)
+    local ok, mod = pcall(require, "dms.transport.curl")
+    if not ok then return nil, config_error("NoTransport", "dms.transport.curl: " .. tostring(mod)) end
+    local t, err = mod.new(self.transport_opts)
+    if not t then return nil, err end
+    self.curl_transport = t
   end
   return self.curl_transport
 end
@@ -175,47 +183,112 @@ M.redact = redact
 
 local copy = require("dms.util").copy
 
--- Signs and sends one attempt; returns result or nil, err.
-function Client:attempt(req, unsafe)
+-- Answers that say the request was signed at the wrong time.
+local SKEW_CODES = { RequestTimeTooSkewed = true, RequestExpired = true, RequestInTheFuture = true }
+local function clock_skew(err)
+  if SKEW_CODES[err.code] then return true end
+  local m = err.message
+  return err.code == "InvalidSignatureException" and type(m) == "string"
+    and (m:find("Signature expired", 1, true) or m:find("not yet current", 1, true)) ~= nil
+end
+
+-- the largest correction taken from a server's Date header: beyond it the
+-- header is not believed (a proxy's nonsense, year 0) and the call fails as is
+M.MAX_CLOCK_OFFSET = 24 * 3600
+
+-- operations that only read: nothing happened when their answer was lost
+local function read_only(op)
+  return op:find("^Describe") ~= nil or op:find("^List") ~= nil
+end
+
+-- The time to sign with: the injected clock plus the measured offset.
+function Client:signing_time()
+  local ok, now = pcall(self.clock)
+  if not ok or type(now) ~= "number" or now ~= now or now == math.huge or now == -math.huge then
+    return nil, errors.new("config", "InvalidClock", "config.clock did not return a number of seconds")
+  end
+  return math_floor(now + self.clock_offset), now
+end
+
+-- After a skew error: measure the offset again from the answer's Date (both
+-- directions, replacing the previous one, so a server clock that comes back
+-- is followed too). Returns true when the offset changed (sign again).
+function Client:measure_clock(resp, now)
+  local server = http_date(resp.headers and resp.headers["date"])
+  if not server then return false end
+  local offset = server - now
+  if offset ~= offset or offset > M.MAX_CLOCK_OFFSET or offset < -M.MAX_CLOCK_OFFSET then
+    self:log("warn", "ignoring an implausible Date header after a clock skew error", { date = resp.headers["date"] })
+    return false
+  end
+  if math.abs(offset - self.clock_offset) < 1 then return false end
+  self:log("warn", string_format("clock skew: signing with the server's clock, %+.0f s from this host's", offset),
+    { offset = offset })
+  self.clock_offset = offset
+  return true
+end
+
+-- Sends through the transport; a transport that raises or answers nonsense
+-- is an error value, never a raise.
+local function send(transport, treq)
+  local ok, resp, herr
+  if type(transport) == "function" then
+    ok, resp, herr = pcall(transport, treq)
+  else
+    ok, resp, herr = pcall(transport.request, transport, treq)
+  end
+  if not ok then
+    return nil, errors.transport("TransportFailed", "the transport raised: " .. tostring(resp), true)
+  end
+  if not resp then
+    if type(herr) ~= "table" then herr = errors.transport("HTTPError", tostring(herr), true) end
+    return nil, herr
+  end
+  local status = type(resp) == "table" and resp.status
+  if type(status) ~= "number" or status % 1 ~= 0 or status < 100 or status > 599
+     or (resp.body ~= nil and type(resp.body) ~= "string")
+     or (resp.headers ~= nil and type(resp.headers) ~= "table") then
+    return nil, errors.transport("MalformedResponse", "the transport answered no HTTP status, headers and body "
+      .. "(status " .. tostring(status) .. ")", true)
+  end
+  return resp
+end
+
+-- Signs and sends one attempt; returns result or nil, err. `timeout` (seconds)
+-- bounds this attempt's exchange.
+function Client:attempt(req, op, unsafe, timeout)
   local creds, cerr = self.credentials:get()
   if not creds then return nil, cerr end
   local transport, terr = self:transport()
   if not transport then return nil, terr end
+  local time, now = self:signing_time()
+  if not time then return nil, now end
   local headers = { { "Host", self.endpoint.host_header } }
   for i, h in ipairs(req.headers) do headers[i + 1] = h end
   local ok, signed = pcall(core.sign, {
     method = req.method, path = self.endpoint.path, headers = headers, body = req.body,
     region = self.region, service = model.signing_name,
     access_key = creds.access_key, secret_key = creds.secret_key,
-    session_token = creds.session_token,
-    time = math_floor(self.clock() + self.clock_offset),
+    session_token = creds.session_token, time = time,
   })
   if not ok then
     -- sign() names the field at fault, never a secret
-    return nil, core.error({ kind = "credentials", code = "SigningFailed", message = tostring(signed) })
+    return nil, errors.new("credentials", "SigningFailed", tostring(signed))
   end
   for _, h in ipairs(signed.headers) do headers[#headers + 1] = h end
   headers[#headers + 1] = { "User-Agent", self.user_agent }
   -- fresh_connect: an HTTP client may re-send a request by itself when a
   -- kept-alive connection turns out dead; a start or stop must not ride on one
   local treq = { url = self.endpoint.url, method = req.method, headers = headers, body = req.body,
-                 fresh_connect = unsafe or nil }
-  local resp, herr
-  if type(transport) == "function" then
-    resp, herr = transport(treq)
-  else
-    resp, herr = transport:request(treq)
-  end
+                 fresh_connect = unsafe or nil, timeout = timeout }
+  local resp, herr = send(transport, treq)
   if not resp then
-    if type(herr) ~= "table" then
-      herr = errors.transport("HTTPError", tostring(herr), true)
-    end
+    if read_only(op) then herr.outcome_unknown = false end
     return nil, herr
   end
-  local result, perr = core.parse(model, req.operation, resp.status, resp.headers or {}, resp.body or "")
-  if not result then
-    errors.classify(perr)
-    redact(perr, { creds.secret_key, creds.session_token or "", signed.signature })
+  local pok, result, perr = pcall(core.parse, model, req.operation, resp.status, resp.headers or {}, resp.body or "")
+  if not pok then
+    return nil, errors.transport("MalformedResponse", "the answer could not be read: " .. tostring(result), true)
   end
   if result then
     result.ResponseMetadata = {
@@ -224,31 +297,46 @@ function Client:attempt(req, unsafe)
     }
     return result
   end
+  errors.classify(perr)
+  if read_only(op) then perr.outcome_unknown = false end
+  redact(perr, { creds.secret_key, creds.session_token or "", signed.signature })
   -- a signature refused for clock skew: take the server's clock and try again
-  if perr.code == "InvalidSignatureException" and type(perr.message) == "string"
-     and perr.message:find("Signature expired", 1, true) then
-    local server = http_date(resp.headers and resp.headers["date"])
-    if server then
-      self.clock_offset = server - self.clock()
-      perr.retryable = true
-    end
-  end
+  if clock_skew(perr) then perr.retryable = self:measure_clock(resp, now) end
   return nil, perr
 end
 
--- client:call(OperationName, params) -> result | nil, err
-function Client:call(op, params)
+-- client:call(OperationName, params [, opts]) -> result | nil, err
+-- opts.timeout (seconds) bounds the whole call, retries and their pauses
+-- included (a runbook passes what is left of its deadline).
+function Client:call(op, params, opts)
   if type(op) ~= "string" or not model.operations[op] then
-    return nil, core.error({ kind = "validation", code = "UnknownOperation",
-                             message = "unknown operation '" .. tostring(op) .. "'" })
+    return nil, errors.new("validation", "UnknownOperation", "unknown operation '" .. tostring(op) .. "'")
   end
-  local req, err = core.build(model, op, params)
+  local deadline
+  if opts ~= nil then
+    if type(opts) ~= "table" or (opts.timeout ~= nil and (type(opts.timeout) ~= "number"
+        or not (opts.timeout > 0))) then
+      return nil, errors.new("validation", "InvalidOption", "call options must be a table with timeout > 0 seconds")
+    end
+    if opts.timeout then deadline = core.monotonic() + opts.timeout end
+  end
+  local bok, req, err = pcall(core.build, model, op, params)
+  if not bok then
+    return nil, errors.new("validation", "InvalidParameter", "the parameters could not be read: " .. tostring(req))
+  end
   if not req then return nil, err end
   local unsafe = model.operations[op].unsafe_retry
   local attempt, last_cost = 0, nil
   while true do
     attempt = attempt + 1
-    local result, aerr = self:attempt(req, unsafe)
+    local timeout = deadline and deadline - core.monotonic()
+    local result, aerr
+    if timeout and timeout <= 0 then
+      aerr = errors.transport("Timeout", op .. " ran out of its time before attempt " .. attempt, false)
+      aerr.retryable = false
+    else
+      result, aerr = self:attempt(req, op, unsafe, timeout)
+    end
     if result then
       self.retry:succeeded(last_cost)
       result.ResponseMetadata.RetryAttempts = attempt - 1
@@ -260,6 +348,9 @@ function Client:call(op, params)
     aerr.operation = op
     if aerr.kind ~= "transport" and aerr.kind ~= "service" then return nil, aerr end
     local delay, why = self.retry:decide(aerr, attempt, unsafe)
+    if delay and deadline and core.monotonic() + delay >= deadline then
+      delay, why = nil, "deadline"
+    end
     if not delay then
       if why == "outcome unknown" then
         aerr.not_resent = true

@@ -2,7 +2,7 @@
 -- that connections are kept alive across calls.
 local curl = require "dms.curl"   -- libcurl is mapped when this transport is first used
 local errors = require "dms.errors"
-local setmetatable = setmetatable
+local setmetatable, math_min = setmetatable, math.min
 
 local M = {}
 local Transport = {}
@@ -21,7 +21,9 @@ function Transport:request(req)
   local o = self.opts
   local resp, err = self.handle:request({
     url = req.url, method = req.method, headers = req.headers, body = req.body,
-    connect_timeout = o.connect_timeout, timeout = o.timeout,
+    -- req.timeout: what is left of the caller's deadline, when it is shorter
+    connect_timeout = req.timeout and math_min(o.connect_timeout, req.timeout) or o.connect_timeout,
+    timeout = req.timeout and math_min(o.timeout, req.timeout) or o.timeout,
     max_response_bytes = o.max_response_bytes, ca_file = o.ca_file, insecure = o.insecure,
     fresh_connect = req.fresh_connect,
   })
