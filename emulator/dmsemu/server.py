@@ -16,7 +16,7 @@ JSON_1_1 = "application/x-amz-json-1.1"
 TARGET_PREFIX = "AmazonDMSv20160101."
 ADMIN_PREFIX = "/_emulator/"
 MAX_BODY_BYTES = 16 * 1024 * 1024
-DIGITS = re.compile(r"[0-9]{1,20}")
+DIGITS = re.compile(r"[0-9]+")
 REDACTED = "[redacted]"
 SIGNATURE = re.compile(r"(Signature=)[^,\s]*")
 # Body members whose values are secrets wherever they appear.
@@ -148,9 +148,9 @@ class Handler(BaseHTTPRequestHandler):
             return 0
         elif len(set(values)) != 1 or not DIGITS.fullmatch(values[0]):
             refusal = (400, "SerializationException", f"Invalid Content-Length: {values[0][:40]!r}")
-        elif int(values[0]) > MAX_BODY_BYTES:
+        elif len(values[0]) > 18 or int(values[0]) > MAX_BODY_BYTES:
             refusal = (413, "RequestEntityTooLargeException",
-                       f"Request body of {int(values[0])} bytes exceeds the limit of {MAX_BODY_BYTES} bytes")
+                       f"Request body of {values[0][:40]} bytes exceeds the limit of {MAX_BODY_BYTES} bytes")
         if refusal is None:
             return int(values[0])
         self._refused = True
