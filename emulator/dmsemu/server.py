@@ -5,6 +5,7 @@ import re
 import socket
 import sys
 import time
+import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -313,4 +314,7 @@ class Handler(BaseHTTPRequestHandler):
             status, document = 200, getattr(self.server.emulator, methods[self.command])(spec)
         except AdminError as err:
             status, document = err.status, {"error": err.message}
+        except Exception:  # a defect of the emulator: answer, and tell
+            traceback.print_exc(file=sys.stderr)
+            status, document = 500, {"error": "internal error of the emulator (see its stderr)"}
         self._send(status, _json_bytes(document), "application/json")

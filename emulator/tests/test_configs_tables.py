@@ -165,8 +165,8 @@ class ConfigTest(EmulatorTestCase):
         self.assertEqual(response.status, 200, response.body)
         config = response.json()["ReplicationConfig"]
         self.assertEqual(config["ReplicationConfigArn"], arn)
-        self.assertEqual((config["ReplicationConfigIdentifier"], config["ReplicationType"], config["SourceEndpointArn"]),
-                         ("renamed", "cdc", TARGET))
+        self.assertEqual((config["ReplicationConfigIdentifier"], config["ReplicationType"],
+                          config["SourceEndpointArn"]), ("renamed", "cdc", TARGET))
         self.assertEqual(config["ComputeConfig"], {"MaxCapacityUnits": 8, "MinCapacityUnits": 2, "MultiAZ": False})
         self.assertGreaterEqual(config["ReplicationConfigUpdateTime"] - config["ReplicationConfigCreateTime"], 60)
         replication = self.emu.replication(arn)

@@ -9,12 +9,14 @@ import socket
 import unittest
 
 from test_emulator import (
-    ACCESS_KEY, ARN_PREFIX, MINUTE, SECRET_KEY, TARGET_PREFIX, TO_RUNNING, EmulatorProcess, EmulatorTestCase, boto3,
-    sign,
+    ACCESS_KEY, ARN_PREFIX, EMULATOR_DIR, MINUTE, SECRET_KEY, TARGET_PREFIX, TO_RUNNING, EmulatorProcess,
+    EmulatorTestCase, boto3, sign,
 )
 
 if boto3 is not None:
     import botocore.config
+
+FLEET_EXAMPLE = EMULATOR_DIR / "seed.fleet.example.json"
 
 # lua-dms's ARN check (module/shape.c valid_arn) for a replication config, as a pattern.
 VALID_ARN = re.compile(r"arn:[a-z-]+:dms:[^:\x00-\x20\x7f]+:[0-9]{12}:replication-config:[^\x00-\x20\x7f]+")
@@ -124,6 +126,34 @@ class FleetSeedTest(EmulatorTestCase):
         self.emu.start(derived_arn("fleet-007"))
         self.emu.advance(TO_RUNNING)
         self.assertEqual(self.emu.replication(derived_arn("fleet-007"))["Status"], "stopped")
+
+
+class FleetExampleSeedTest(unittest.TestCase):
+    """seed.fleet.example.json: a wave of 20 with one recoverable stop, one fatal stop and
+    one table error, and 200 CDC replications."""
+
+    def test_the_example_wave(self):
+        emu = EmulatorProcess("--speed", "1", "--seed", str(FLEET_EXAMPLE))
+        try:
+            listed = emu.admin("GET", "replications")["replications"]
+            self.assertEqual(len(listed), 220)
+            wave = [derived_arn(f"wave-{n:02}") for n in range(1, 21)]
+            for arn in wave:
+                self.assertEqual(emu.start(arn).status, 200)
+            emu.advance(TO_RUNNING + 10 * MINUTE)
+            replications = emu.call("DescribeReplications", arn_filter(wave)).json()["Replications"]
+            by_id = {r["ReplicationConfigIdentifier"]: r for r in replications}
+            self.assertEqual(sum(r["Status"] == "running" for r in replications), 18)
+            self.assertEqual((by_id["wave-07"]["Status"], by_id["wave-13"]["Status"]), ("stopped", "failed"))
+            self.assertEqual(by_id["wave-13"]["FailureMessages"], ["Last Error ORA-01555: snapshot too old"])
+            self.assertEqual(by_id["wave-03"]["ReplicationStats"]["TablesErrored"], 1)
+            tables = emu.call("DescribeReplicationTableStatistics", {
+                "ReplicationConfigArn": derived_arn("wave-03"),
+                "Filters": [{"Name": "table-state", "Values": ["Table error"]}]}).json()
+            self.assertEqual([(t["SchemaName"], t["TableName"]) for t in tables["ReplicationTableStatistics"]],
+                             [("sales", "orders")])
+        finally:
+            emu.close()
 
 
 class FleetAdminTest(EmulatorTestCase):
