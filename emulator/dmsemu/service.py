@@ -397,7 +397,7 @@ class Emulator:
         arn = params["ReplicationConfigArn"]
         filters = parse_filters(params.get("Filters"), TABLE_FILTERS)
         records = max_records(params, *TABLE_RECORDS)
-        after = decode_marker(params["Marker"], list) if params.get("Marker") is not None else None
+        after = decode_marker(params["Marker"], parts=2) if params.get("Marker") is not None else None
         replication = self._find(arn, now)
         if not replication.has_run:
             raise DmsError("InvalidResourceStateFault", "Replication is in CREATED state: it has no table "

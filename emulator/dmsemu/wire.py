@@ -126,7 +126,9 @@ def parse_filters(filters, names):
 
 
 def max_records(params, minimum, maximum, default):
-    value = params.get("MaxRecords", default)
+    value = params.get("MaxRecords")
+    if value is None:
+        value = default
     if not minimum <= value <= maximum:
         raise DmsError("InvalidParameterValueException", f"MaxRecords must be between {minimum} and {maximum}")
     return value
@@ -137,12 +139,17 @@ def encode_marker(key):
     return base64.urlsafe_b64encode(json.dumps(key).encode("utf-8")).decode("ascii")
 
 
-def decode_marker(marker, kind=str):
+def decode_marker(marker, parts=None):
+    """The key a marker stands for: a string, or with `parts` a list of that many strings."""
     try:
         key = json.loads(base64.b64decode(marker.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8"))
-    except (binascii.Error, UnicodeError, ValueError):
+    except (binascii.Error, UnicodeError, ValueError, RecursionError):
         key = None
-    if not isinstance(key, kind) or not key:
+    if parts is None:
+        valid = isinstance(key, str) and key
+    else:
+        valid = isinstance(key, list) and len(key) == parts and all(isinstance(item, str) for item in key)
+    if not valid:
         raise DmsError("InvalidParameterValueException", f"Invalid Marker: {marker}")
     return key
 

@@ -561,3 +561,43 @@ class ConfigTablesAwsCliTest(EmulatorTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class OddInputTest(EmulatorTestCase):
+    """No member value, however odd, makes an operation fail with a 500."""
+
+    MEMBERS = {
+        "StartReplication": ["ReplicationConfigArn", "StartReplicationType", "PremigrationAssessmentSettings",
+                             "CdcStartTime", "CdcStartPosition"],
+        "StopReplication": ["ReplicationConfigArn"],
+        "DescribeReplications": ["Filters", "MaxRecords", "Marker"],
+        "DescribeReplicationConfigs": ["Filters", "MaxRecords", "Marker"],
+        "CreateReplicationConfig": ["ReplicationConfigIdentifier", "ComputeConfig", "ReplicationType",
+                                    "TableMappings", "ReplicationSettings", "ResourceIdentifier", "Tags",
+                                    "SourceEndpointArn"],
+        "ModifyReplicationConfig": ["ReplicationConfigArn", "ComputeConfig", "TableMappings", "ReplicationType"],
+        "DeleteReplicationConfig": ["ReplicationConfigArn"],
+        "DescribeReplicationTableStatistics": ["ReplicationConfigArn", "Filters", "MaxRecords", "Marker"],
+        "ReloadReplicationTables": ["ReplicationConfigArn", "TablesToReload", "ReloadOption"],
+    }
+    VALUES = [None, True, -1, 10 ** 30, 1.5, "", "x" * 3000, "{}", '{"rules": [1]}', '{"rules": [{}]}', [],
+              [None], [{}], [{"Name": None, "Values": [1]}], [{"SchemaName": 1, "TableName": []}],
+              {}, {"MaxCapacityUnits": None}, {"MaxCapacityUnits": 10 ** 30}, {"VpcSecurityGroupIds": [1]},
+              "WzEsMl0=", "eyJhIjoxfQ==", "WyJhIl0="]       # base64 of [1,2], {"a":1}, ["a"]
+
+    def test_no_internal_failure(self):
+        self.run_to(FULL_LOAD_AND_CDC)
+        base = {"ReplicationConfigArn": FULL_LOAD_AND_CDC}
+        for operation, members in self.MEMBERS.items():
+            valid = dict(base) if "ReplicationConfigArn" in members else {}
+            if operation == "CreateReplicationConfig":
+                valid = create_params("odd-input")
+            if operation == "ReloadReplicationTables":
+                valid["TablesToReload"] = [{"SchemaName": "public", "TableName": "orders"}]
+            for member in members:
+                for value in self.VALUES:
+                    with self.subTest(operation=operation, member=member, value=repr(value)[:40]):
+                        response = self.emu.call(operation, {**valid, member: value})
+                        self.assertLess(response.status, 500, response.body)
+                        if response.status != 200:
+                            self.assertRegex(response.code, r"^[A-Za-z]+(Exception|Fault)$")
