@@ -9,7 +9,9 @@ All times are emulated epoch seconds.
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from . import mappings
 
 MINUTE = 60.0
 
@@ -43,9 +45,27 @@ DEFAULT_FATAL_MESSAGE = "Last Error Fatal error has occurred. Stop Reason FATAL_
 
 SPEC_FIELDS = {
     "arn", "identifier", "type", "tables", "source_endpoint_arn", "target_endpoint_arn",
-    "capacity_units", "max_capacity_units", "full_load_minutes",
-    "status", "stop_reason", "full_load_progress",
+    "capacity_units", "max_capacity_units", "compute_config", "table_mappings", "replication_settings",
+    "supplemental_settings", "full_load_minutes", "status", "stop_reason", "full_load_progress",
+    "stop", "table_errors",
 }
+DCU_VALUES = (1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 384)
+DEFAULT_SETTINGS = json.dumps({"Logging": {"EnableLogging": True}})
+
+# TableState values, as DMS spells them.
+BEFORE_LOAD = "Before load"
+LOADING = "Full load"
+COMPLETED = "Table completed"
+CANCELLED = "Table cancelled"
+ERRORED = "Table error"
+RELOADING = "Table is being reloaded"
+TABLE_STATES = (BEFORE_LOAD, LOADING, COMPLETED, CANCELLED, ERRORED, RELOADING)
+# How each TableState counts in ReplicationStats.
+STATE_COUNTERS = {BEFORE_LOAD: "TablesQueued", CANCELLED: "TablesQueued", LOADING: "TablesLoading",
+                  RELOADING: "TablesLoading", COMPLETED: "TablesLoaded", ERRORED: "TablesErrored"}
+RELOAD_OPTIONS = ("data-reload", "validate-only")
+# Shares of the change events of a table.
+CDC_SHARES = (("Inserts", 0.6), ("Updates", 0.3), ("Deletes", 0.1))
 
 
 class StateError(Exception):
@@ -56,6 +76,29 @@ def resource_id(text):
     """A stable upper-case resource id, in the style of DMS ids, derived from `text`."""
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return base64.b32encode(digest).decode("ascii")[:26]
+
+
+def partition_of(region):
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def split_arn(arn, resource_type):
+    """(partition, region, account, name) of a DMS ARN of that resource type, checked as
+    lua-dms checks ARNs; raises ValueError otherwise."""
+    what = resource_type.replace("-", " ")
+    parts = arn.split(":", 5) if isinstance(arn, str) else []
+    if len(parts) != 6 or parts[0] != "arn" or any(ord(c) <= 32 or ord(c) == 127 for c in arn):
+        raise ValueError(f"not a {what} ARN: {arn!r}")
+    _, partition, service, region, account, resource = parts
+    kind, _, name = resource.partition(":")
+    if not partition or any(c not in "abcdefghijklmnopqrstuvwxyz-" for c in partition) or service != "dms" \
+            or not region or len(account) != 12 or not account.isdigit() or kind != resource_type or not name:
+        raise ValueError(f"not a {what} ARN: {arn!r}")
+    return partition, region, account, name
 
 
 def checkpoint(position):
@@ -86,22 +129,82 @@ def _string(spec, name, default):
     return value
 
 
+def _json_text(spec, name, default):
+    """A member given as a JSON object or as its text; returned as text."""
+    value = spec.get(name)
+    if value is None:
+        return default
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, str):
+        try:
+            if isinstance(json.loads(value), dict):
+                return value
+        except (ValueError, RecursionError):
+            pass
+    raise ValueError(f"{name} must be a JSON object (or its text)")
+
+
+def parse_table_name(text):
+    """`schema.table` -> (schema, table); raises ValueError."""
+    if not isinstance(text, str):
+        raise ValueError("a table is named \"schema.table\"")
+    schema, dot, table = text.partition(".")
+    if not dot or not schema or not table:
+        raise ValueError(f"a table is named \"schema.table\", not {text!r}")
+    return schema, table
+
+
+def validation_enabled(settings_text):
+    try:
+        settings = json.loads(settings_text)
+    except (ValueError, RecursionError):
+        return False
+    validation = settings.get("ValidationSettings") if isinstance(settings, dict) else None
+    return isinstance(validation, dict) and validation.get("EnableValidation") is True
+
+
 @dataclass
 class Config:
     arn: str
     identifier: str
     type: str
-    tables: int
     source_endpoint_arn: str
     target_endpoint_arn: str
+    compute: dict
     capacity_units: int
-    max_capacity_units: int
     full_load_seconds: float
     created: float
+    table_mappings: str = field(default_factory=mappings.include_all)
+    replication_settings: str = DEFAULT_SETTINGS
+    supplemental_settings: str = None
+    seeded_tables: list = None       # (schema, table) pairs from a seed or admin entry
+    table_count: int = mappings.DEFAULT_TABLE_COUNT
+    updated: float = None
+    tables: list = field(init=False)  # (schema, table) pairs loaded, in load order
+    validation: bool = field(init=False)
+
+    def __post_init__(self):
+        if self.updated is None:
+            self.updated = self.created
+        self.refresh()
+
+    def refresh(self):
+        """Recompute what follows from the mappings and settings."""
+        self.tables = mappings.select(mappings.parse(self.table_mappings), self.seeded_tables, self.table_count)
+        self.validation = validation_enabled(self.replication_settings)
 
     @property
     def account(self):
         return self.arn.split(":")[4]
+
+    @property
+    def region(self):
+        return self.arn.split(":")[3]
+
+    @property
+    def max_capacity_units(self):
+        return self.compute.get("MaxCapacityUnits")
 
     @classmethod
     def from_spec(cls, spec, now, account=DEFAULT_ACCOUNT, region=DEFAULT_REGION):
@@ -115,49 +218,68 @@ class Config:
             raise ValueError("arn or identifier is required")
         if spec.get("arn") is None:
             identifier = _string(spec, "identifier", None)
-            arn = f"arn:aws:dms:{region}:{account}:replication-config:{resource_id(identifier)}"
+            arn = f"arn:{partition_of(region)}:dms:{region}:{account}:replication-config:{resource_id(identifier)}"
         else:
             arn = _string(spec, "arn", None)
-        parts = arn.split(":")
-        if len(parts) != 7 or parts[0] != "arn" or parts[2] != "dms" or parts[5] != "replication-config":
-            raise ValueError(f"not a replication config ARN: {arn!r}")
-        identifier = _string(spec, "identifier", parts[6])
+        name = split_arn(arn, "replication-config")[3]
+        identifier = _string(spec, "identifier", name)
         kind = spec.get("type", "full-load-and-cdc")
         if kind not in REPLICATION_TYPES:
             raise ValueError(f"type must be one of {', '.join(REPLICATION_TYPES)}")
-        endpoint = ":".join(parts[:5] + ["endpoint", ""])
+        endpoint = ":".join(arn.split(":")[:5] + ["endpoint", ""])
+        source = _string(spec, "source_endpoint_arn", endpoint + resource_id(arn + "#source"))
+        target = _string(spec, "target_endpoint_arn", endpoint + resource_id(arn + "#target"))
+        for value in (source, target):
+            split_arn(value, "endpoint")
+        compute = spec.get("compute_config", {"MaxCapacityUnits": int(_number(spec, "max_capacity_units", 16, 1)),
+                                               "MultiAZ": False})
+        if not isinstance(compute, dict) or not isinstance(compute.get("MaxCapacityUnits"), int):
+            raise ValueError("compute_config must be a ComputeConfig object with MaxCapacityUnits")
+        tables = spec.get("tables", mappings.DEFAULT_TABLE_COUNT)
+        seeded, count = None, mappings.DEFAULT_TABLE_COUNT
+        if isinstance(tables, list):
+            if not tables:
+                raise ValueError("tables must not be an empty list")
+            seeded = [parse_table_name(item) for item in tables]
+        else:
+            count = int(_number(spec, "tables", mappings.DEFAULT_TABLE_COUNT, 1))
+        table_mappings = _json_text(spec, "table_mappings", None) or mappings.include_all()
+        mappings.parse(table_mappings)
         return cls(
             arn=arn,
             identifier=identifier,
             type=kind,
-            tables=int(_number(spec, "tables", 10, 1)),
-            source_endpoint_arn=_string(spec, "source_endpoint_arn", endpoint + resource_id(arn + "#source")),
-            target_endpoint_arn=_string(spec, "target_endpoint_arn", endpoint + resource_id(arn + "#target")),
+            source_endpoint_arn=source,
+            target_endpoint_arn=target,
+            compute=dict(compute),
             capacity_units=int(_number(spec, "capacity_units", 4, 1)),
-            max_capacity_units=int(_number(spec, "max_capacity_units", 16, 1)),
             full_load_seconds=_number(spec, "full_load_minutes", 20, 0.01) * MINUTE,
             created=now,
+            table_mappings=table_mappings,
+            replication_settings=_json_text(spec, "replication_settings", DEFAULT_SETTINGS),
+            supplemental_settings=_json_text(spec, "supplemental_settings", None),
+            seeded_tables=seeded,
+            table_count=count,
         )
 
     def describe(self):
         """The ReplicationConfig shape."""
-        return {
+        item = {
             "ReplicationConfigIdentifier": self.identifier,
             "ReplicationConfigArn": self.arn,
             "SourceEndpointArn": self.source_endpoint_arn,
             "TargetEndpointArn": self.target_endpoint_arn,
             "ReplicationType": self.type,
-            "ComputeConfig": {"MaxCapacityUnits": self.max_capacity_units, "MultiAZ": False},
-            "ReplicationSettings": json.dumps({"Logging": {"EnableLogging": True}}),
-            "TableMappings": json.dumps({"rules": [{
-                "rule-type": "selection", "rule-id": "1", "rule-name": "include-all",
-                "object-locator": {"schema-name": "%", "table-name": "%"},
-                "rule-action": "include",
-            }]}),
+            "ComputeConfig": json.loads(json.dumps(self.compute)),
+            "ReplicationSettings": self.replication_settings,
+            "TableMappings": self.table_mappings,
             "ReplicationConfigCreateTime": _timestamp(self.created),
-            "ReplicationConfigUpdateTime": _timestamp(self.created),
+            "ReplicationConfigUpdateTime": _timestamp(self.updated),
             "IsReadOnly": False,
         }
+        if self.supplemental_settings is not None:
+            item["SupplementalSettings"] = self.supplemental_settings
+        return item
 
 
 class Assessment:
@@ -232,6 +354,37 @@ class Assessment:
         return item
 
 
+class Table:
+    """One table of a replication: where it is in the load order and what happened to it
+    in the current run (an error, a reload). Its state otherwise follows from the
+    replication's full load progress."""
+
+    __slots__ = ("schema", "name", "slot", "rows", "weight", "error_at", "error_fraction", "error_events",
+                 "reload_start", "reload_end", "reload_cancelled", "reload_fraction",
+                 "validate_start", "validate_end")
+
+    def __init__(self, schema, name, slot):
+        self.schema = schema
+        self.name = name
+        self.slot = slot
+        self.rows = mappings.table_rows(schema, name)
+        self.weight = mappings.table_weight(schema, name)
+        self.reset()
+
+    @property
+    def key(self):
+        return f"{self.schema}.{self.name}"
+
+    def reset(self):
+        self.error_at = None             # when the table went into error in this run
+        self.error_fraction = 0.0        # share of its rows loaded when it did
+        self.error_events = 0.0          # change events it had received when it did
+        self.reload_start = self.reload_end = None   # the latest data reload of this run
+        self.reload_cancelled = False    # that reload was cut short by the end of the run
+        self.reload_fraction = 0.0       # share loaded when it was cut short
+        self.validate_start = self.validate_end = None
+
+
 class Replication:
     """The serverless replication of one config."""
 
@@ -261,6 +414,11 @@ class Replication:
         self.assessments = []            # every assessment run, newest first
         self.next_assessment_result = None
         self.injected_stop = None
+        self.armed_table_errors = []     # table errors that fire once running (see arm_table_error)
+        self.load_segments = []          # (time, progress) at each (re)start of the full load of this run
+        self.tables = []
+        self.table_index = {}
+        self.rebuild_tables()
         # the Replication shape just before the last StartReplication or StopReplication
         # that was applied (answered by a `stale` DescribeReplications); None before any
         self.view_before_request = None
@@ -285,6 +443,10 @@ class Replication:
         injected = self._injected_stop_time()
         if injected is not None:
             events.append((injected, self._fire_injected_stop))
+        for armed in self.armed_table_errors:
+            due = self._table_error_time(armed)
+            if due is not None:
+                events.append((due, lambda when, armed=armed: self._fire_table_error(when, armed)))
         if self.full_load_mark is not None:
             remaining = (1.0 - self.full_load_done) * self.config.full_load_seconds
             events.append((self.full_load_mark + remaining, self._finish_full_load))
@@ -323,8 +485,13 @@ class Replication:
             self._begin_cdc(when)
         else:
             self.full_load_mark = when
+            self.load_segments.append((when, self.full_load_done))
             if self.full_load_start is None:
                 self.full_load_start = when
+        for table in self.tables:        # reloads cut short by the end of the last run go on
+            if table.reload_cancelled:
+                table.reload_start, table.reload_end = when, when + self._table_load_seconds()
+                table.reload_cancelled = False
 
     def _begin_cdc(self, when):
         if self.cdc_position is None:
@@ -365,6 +532,29 @@ class Replication:
         else:
             self._end_run(when, "stopped", reason, [injected["message"]] if injected["message"] else [])
 
+    def _table_error_time(self, armed):
+        if self.status != "running":
+            return None
+        earliest = max(armed["armed_at"], self.status_since)
+        if self.full_load_mark is None:
+            return earliest
+        at = armed["at_progress"]
+        if at is None:
+            table = self.table_index[armed["table"]]
+            start, end = self._window(table.slot)
+            at = (start + end) / 2.0
+        reached = self.full_load_mark + (at - self.full_load_done) * self.config.full_load_seconds
+        return max(earliest, reached)
+
+    def _fire_table_error(self, when, armed):
+        self.armed_table_errors.remove(armed)
+        table = self.table_index[armed["table"]]
+        table.error_fraction = self._loaded_fraction(table, when, self._full_load_progress(when))
+        table.error_events = self._table_events(table, self._cdc_position(when))
+        table.error_at = when
+        table.reload_start = table.reload_end = None
+        table.reload_cancelled = False
+
     def _finish_deprovisioning(self, when):
         self.provision_state = "deprovisioned"
         self.provisioned_units = 0
@@ -379,6 +569,10 @@ class Replication:
         self.phase_end = None
         if self.assessment is not None:
             self.assessment.cancel(when)
+        for table in self.tables:
+            if table.reload_start is not None and not table.reload_cancelled and when < table.reload_end:
+                table.reload_fraction = self._loaded_fraction(table, when, self.full_load_done)
+                table.reload_cancelled = True
 
     def _end_run(self, when, status, reason, failure_messages=()):
         self._halt(when)
@@ -419,6 +613,9 @@ class Replication:
             self.full_load_start = self.full_load_finish = None
             self.cdc_position = None
             self.fresh_start_date = now
+            self.load_segments = []
+            for table in self.tables:
+                table.reset()
         self.has_run = True
         self.start_type = start_type
         self.cdc_request = dict(cdc_request or {})
@@ -463,24 +660,172 @@ class Replication:
             self.full_load_done = progress / 100.0
             if self.config.type != "full-load" and self.full_load_done >= 1.0:
                 self.cdc_position = 0.0
+            if self.config.type != "cdc" and progress > 0:
+                # when the tables of that earlier run loaded
+                self.load_segments = [(now - self.full_load_done * self.config.full_load_seconds, 0.0)]
             default_reason = "FATAL_ERROR" if status == "failed" else "NORMAL"
             messages = [DEFAULT_FATAL_MESSAGE] if status == "failed" else []
             self._end_run(now, status, reason or default_reason, messages)
             self._finish_deprovisioning(now)
             self.deprovision_end = now
 
+    def rebuild_tables(self):
+        """The table list anew from the config (after a change of its mappings)."""
+        self.tables = [Table(schema, name, slot) for slot, (schema, name) in enumerate(self.config.tables)]
+        self.table_index = {table.key: table for table in self.tables}
+        self.tables_sorted = sorted(self.tables, key=lambda table: (table.schema, table.name))
+        self.total_weight = sum(table.weight for table in self.tables) or 1
+        self.armed_table_errors = [armed for armed in self.armed_table_errors if armed["table"] in self.table_index]
+
+    def arm_table_error(self, now, table, at_progress=None):
+        """Arm an error of the table `schema.table` that fires once the replication runs and,
+        with `at_progress`, once its full load reached that percentage (else halfway through
+        the table's own load); raises KeyError for a table the replication does not have."""
+        if table not in self.table_index:
+            raise KeyError(table)
+        self.armed_table_errors.append({"table": table, "armed_at": now,
+                                        "at_progress": None if at_progress is None else at_progress / 100.0})
+
+    def reload_tables(self, now, keys, option):
+        """ReloadReplicationTables of the tables `keys` (`schema.table`); raises StateError
+        unless running, then KeyError with the keys of unknown tables. The caller has
+        advanced to `now`."""
+        if self.status != "running":
+            raise StateError(f"Replication is in {self.status.upper()} state; tables can be reloaded "
+                             "only while it is RUNNING")
+        unknown = [key for key in keys if key not in self.table_index]
+        if unknown:
+            raise KeyError(unknown)
+        seconds = self._table_load_seconds()
+        for key in keys:
+            table = self.table_index[key]
+            if option == "validate-only":
+                if self.config.validation:
+                    table.validate_start, table.validate_end = now, now + seconds
+                continue
+            table.error_at = None
+            table.reload_start, table.reload_end = now, now + seconds
+            table.reload_cancelled = False
+            if self.config.validation:
+                table.validate_start, table.validate_end = now, now + 2 * seconds
+
     # -- output ----------------------------------------------------------------------------
+
+    def _window(self, slot):
+        """The share of the full load during which the table in `slot` loads (2 load at a time)."""
+        count = len(self.tables)
+        return max(0.0, (slot - 1) / count), (slot + 1) / count
+
+    def _table_load_seconds(self):
+        count = max(1, len(self.tables))
+        return max(1.0, self.config.full_load_seconds * TABLES_LOADING_IN_PARALLEL / count)
+
+    def _loaded_slots(self, progress):
+        count = len(self.tables)
+        return count if progress >= 1.0 else int(progress * count)
+
+    def _table_state(self, table, now, loaded):
+        if table.error_at is not None:
+            return ERRORED
+        if table.reload_start is not None:
+            if table.reload_cancelled:
+                return CANCELLED
+            return RELOADING if now < table.reload_end else COMPLETED
+        if self.config.type == "cdc":
+            return COMPLETED if self.cdc_position is not None else BEFORE_LOAD
+        if table.slot < loaded:
+            return COMPLETED
+        if not self.load_segments or table.slot >= loaded + TABLES_LOADING_IN_PARALLEL:
+            return BEFORE_LOAD
+        return LOADING if self.full_load_mark is not None else CANCELLED
+
+    def _loaded_fraction(self, table, now, progress):
+        """The share of the table's rows loaded."""
+        if table.error_at is not None:
+            return table.error_fraction
+        if table.reload_start is not None:
+            if table.reload_cancelled:
+                return table.reload_fraction
+            span = table.reload_end - table.reload_start
+            return min(1.0, max(0.0, (now - table.reload_start) / span))
+        if self.config.type == "cdc":
+            return 0.0
+        start, end = self._window(table.slot)
+        if progress >= end or progress >= 1.0:
+            return 1.0
+        return min(1.0, max(0.0, (progress - start) / (end - start))) if self.load_segments else 0.0
+
+    def _time_at(self, progress):
+        """When the full load of this run reached `progress`."""
+        for when, done in reversed(self.load_segments):
+            if done <= progress:
+                return when + (progress - done) * self.config.full_load_seconds
+        return self.load_segments[0][0] if self.load_segments else None
+
+    def _table_events(self, table, position):
+        return (position or 0.0) * table.weight / self.total_weight
+
+    def _table_statistics(self, table, now, progress, loaded, state=None):
+        """The TableStatistics shape of one table as of `now`."""
+        state = state or self._table_state(table, now, loaded)
+        fraction = self._loaded_fraction(table, now, progress)
+        events = table.error_events if table.error_at is not None else self._table_events(
+            table, self._cdc_position(now))
+        item = {"SchemaName": table.schema, "TableName": table.name}
+        for name, share in CDC_SHARES:
+            item[name] = item["Applied" + name] = int(events * share)
+        item.update(Ddls=0, AppliedDdls=0, FullLoadRows=0 if self.config.type == "cdc" else int(table.rows * fraction),
+                    FullLoadCondtnlChkFailedRows=0, FullLoadErrorRows=0,
+                    FullLoadReloaded=table.reload_start is not None)
+        start = end = None
+        if table.reload_start is not None:
+            start = table.reload_start
+            end = table.reload_end if state == COMPLETED else None
+        elif self.config.type != "cdc" and self.load_segments:
+            window_start, window_end = self._window(table.slot)
+            if progress >= window_start:
+                start = self._time_at(window_start)
+            if state == COMPLETED:
+                end = self._time_at(min(window_end, 1.0))
+        if start is not None:
+            item["FullLoadStartTime"] = _timestamp(start)
+        if end is not None:
+            item["FullLoadEndTime"] = _timestamp(end)
+        changed = [when for when in (start, end, table.error_at) if when is not None and when <= now]
+        if state == COMPLETED and self.cdc_mark is not None:
+            changed.append(now)
+        item["LastUpdateTime"] = _timestamp(max(changed, default=self.updated))
+        item["TableState"] = state
+        pending = 0
+        if not self.config.validation:
+            validation = "Not enabled"
+        elif state == ERRORED:
+            validation = "Table error"
+        elif state == COMPLETED and not (table.validate_start is not None and now < table.validate_end):
+            validation = "Validated"
+        else:
+            validation = "Pending records"
+            pending = int(table.rows * fraction) if self.config.type != "cdc" else int(events)
+        item.update(ValidationPendingRecords=pending, ValidationFailedRecords=0, ValidationSuspendedRecords=0,
+                    ValidationState=validation)
+        return item
+
+    def table_statistics(self, now):
+        """Every table's TableStatistics, ordered by schema and table name (the caller has
+        advanced to `now`)."""
+        progress = self._full_load_progress(now)
+        loaded = self._loaded_slots(progress)
+        return [self._table_statistics(table, now, progress, loaded) for table in self.tables_sorted]
 
     def _stats(self, now):
         progress = self._full_load_progress(now)
         stats = {"FullLoadProgressPercent": 0, "ElapsedTimeMillis": 0, "TablesLoaded": 0,
                  "TablesLoading": 0, "TablesQueued": 0, "TablesErrored": 0}
+        loaded = self._loaded_slots(progress)
+        for table in self.tables:
+            stats[STATE_COUNTERS[self._table_state(table, now, loaded)]] += 1
         if self.config.type != "cdc":
-            tables = self.config.tables
-            loaded = tables if progress >= 1.0 else int(progress * tables)
-            loading = min(TABLES_LOADING_IN_PARALLEL, tables - loaded) if self.full_load_mark is not None else 0
-            stats.update(FullLoadProgressPercent=int(progress * 100), TablesLoaded=loaded,
-                         TablesLoading=loading, TablesQueued=tables - loaded - loading)
+            stats["FullLoadProgressPercent"] = int(progress * 100)
         if self.start_date is not None:
             end = self.stop_date if self.stop_date is not None else now
             stats["ElapsedTimeMillis"] = int((end - self.start_date) * 1000)

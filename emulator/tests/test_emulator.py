@@ -181,10 +181,12 @@ class EmulatorTestCase(unittest.TestCase):
          "tables": 10},
     ]
 
+    SEED = {}                    # other top-level seed members
+
     @classmethod
     def setUpClass(cls):
         cls.seed_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
-        json.dump({"replications": cls.SPECS}, cls.seed_file)
+        json.dump({"replications": cls.SPECS, **cls.SEED}, cls.seed_file)
         cls.seed_file.close()
         cls.emu = EmulatorProcess(*cls.ARGS, "--seed", cls.seed_file.name)
 
