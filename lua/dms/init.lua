@@ -315,7 +315,7 @@ function Client:call(op, params, opts)
   local deadline
   if opts ~= nil then
     if type(opts) ~= "table" or (opts.timeout ~= nil and (type(opts.timeout) ~= "number"
-        or not (opts.timeout > 0))) then
+        or not (opts.timeout > 0))) then -- luacheck: ignore 581 (NaN too)
       return nil, errors.new("validation", "InvalidOption", "call options must be a table with timeout > 0 seconds")
     end
     if opts.timeout then deadline = core.monotonic() + opts.timeout end
