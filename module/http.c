@@ -99,6 +99,10 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
             return 0;           /* refuse before reading the body */
         }
     }
+    if (h->headers.len + n > DMS_HTTP_MAX_HEAD_BYTES) {
+        h->too_large = 1;       /* a response head no DMS answer comes near */
+        return 0;
+    }
     if (dms_buf_add(&h->headers, ptr, n) != 0) {
         h->nomem = 1;
         return 0;
@@ -215,9 +219,11 @@ dms_http_status dms_http_perform(dms_http *h, const dms_http_request *req, dms_h
     detail = h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc);
     if (h->nomem)
         return fail(h, res, DMS_HTTP_NOMEM, "%s", "out of memory while reading the response");
-    if (h->too_large) {
+    if (h->too_large || (rc == CURLE_OUT_OF_MEMORY && res->sent)) {
+        /* libcurl answers CURLE_OUT_OF_MEMORY for a header line beyond its own limit */
         snprintf(h->message, sizeof h->message,
-                 "response larger than max_response_bytes (%zu): transfer aborted", h->max_bytes);
+                 "response larger than max_response_bytes (%zu) or a head over %d bytes: transfer aborted",
+                 h->max_bytes, DMS_HTTP_MAX_HEAD_BYTES);
         res->error = h->message;
         return DMS_HTTP_TOO_LARGE;
     }

@@ -17,6 +17,9 @@
 
 typedef struct dms_http dms_http;
 
+/* the largest response head (status line and headers) accepted */
+#define DMS_HTTP_MAX_HEAD_BYTES (64 * 1024)
+
 typedef struct {
     const char *url;
     const char *method;

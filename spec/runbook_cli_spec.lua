@@ -218,6 +218,67 @@ describe("bin/dms-runbook", function()
     assert.are.equal(1, finished.starts)
   end)
 
+  it("prints one summary for start or resume with --wait-for, with the start's counts", function()
+    local code, out = runbook("start --arn " .. ARN .. " --wait-for running --poll-interval 0.05")
+    assert.are.equal(0, code)
+    local summaries = {}
+    for _, ev in ipairs(events(out)) do
+      if ev.type == "done" or ev.type == "ready" then summaries[#summaries + 1] = ev end
+    end
+    assert.are.equal(1, #summaries)
+    assert.are.equal(1, summaries[1].starts)
+  end)
+
+  it("bounds every request by --timeout against a server that never answers", function()
+    local rawserver = require "support.rawserver"
+    local srv = rawserver.start({ mode = "hold" })
+    finally(srv.stop)
+    local t0 = core.monotonic()
+    local code = runbook("status --arn " .. ARN .. " --timeout 1", srv.url)
+    local took = core.monotonic() - t0
+    assert.are_not.equal(0, code)
+    assert.is_true(took < 6, took)
+    t0 = core.monotonic()
+    code = runbook("run --arn " .. ARN .. " --timeout 1 --poll-interval 0.05", srv.url)
+    took = core.monotonic() - t0
+    assert.are.equal(5, code)
+    assert.is_true(took < 6, took)
+    -- and the per-request settings
+    local before = srv.requests()
+    t0 = core.monotonic()
+    code = runbook("status --arn " .. ARN .. " --request-timeout 0.3 --max-attempts 2", srv.url)
+    took = core.monotonic() - t0
+    assert.are_not.equal(0, code)
+    assert.is_true(took < 4, took)
+    assert.are.equal(2, srv.requests() - before)
+  end)
+
+  it("lets an operator's stop through while a run holds the lock; the run then ends without resuming", function()
+    local state = dir .. "/operator.json"
+    local args = "run --arn " .. ARN .. " --state-file " .. state .. " --poll-interval 0.05"
+      .. " --wait-for full-load-complete"
+    local _, run_out = background(args, slow.url, "operator-run")
+    wait_until(function()
+      local r = slow:replications().replications[3]
+      return r and r.Status == "running"
+    end, 20)
+    local code, out, err = runbook("stop --arn " .. ARN .. " --poll-interval 0.05", slow.url)
+    assert.are.equal(0, code, err)
+    local warned
+    for _, ev in ipairs(events(out)) do warned = warned or (ev.type == "warning" and ev.code == "Locked") end
+    assert.is_true(warned)                                -- said, not refused
+    wait_until(function() return (read(run_out) or ""):find('"type":"error"', 1, true) ~= nil
+      or (read(run_out) or ""):find('"type":"done"', 1, true) ~= nil end, 20)
+    assert.are.equal(1, #slow:requests("StopReplication"))
+    assert.are.same({ "start-replication" }, start_types(slow))    -- not resumed
+    local last
+    for _, line in ipairs(lines(read(run_out))) do
+      if line:sub(1, 1) == "{" then last = cjson.decode(line) end
+    end
+    assert.are.equal("error", last.type)
+    assert.are.equal("Stopped", last.code)
+  end)
+
   it("refuses a second runbook on the same replication with exit code 6", function()
     local state = dir .. "/busy.json"
     local args = "run --arn " .. ARN .. " --state-file " .. state .. " --poll-interval 0.05"

@@ -257,12 +257,15 @@ end
 -- Signs and sends one attempt; returns result or nil, err. `timeout` (seconds)
 -- bounds this attempt's exchange.
 function Client:attempt(req, op, unsafe, timeout)
-  local creds, cerr = self.credentials:get()
+  local time, now = self:signing_time()
+  if not time then return nil, now end
+  local cok, creds, cerr = pcall(self.credentials.get, self.credentials)
+  if not cok then
+    return nil, errors.new("credentials", "ProviderError", "the credentials provider raised: " .. tostring(creds))
+  end
   if not creds then return nil, cerr end
   local transport, terr = self:transport()
   if not transport then return nil, terr end
-  local time, now = self:signing_time()
-  if not time then return nil, now end
   local headers = { { "Host", self.endpoint.host_header } }
   for i, h in ipairs(req.headers) do headers[i + 1] = h end
   local ok, signed = pcall(core.sign, {
@@ -333,7 +336,6 @@ function Client:call(op, params, opts)
     local result, aerr
     if timeout and timeout <= 0 then
       aerr = errors.transport("Timeout", op .. " ran out of its time before attempt " .. attempt, false)
-      aerr.retryable = false
     else
       result, aerr = self:attempt(req, op, unsafe, timeout)
     end

@@ -69,7 +69,10 @@ local function build_parser()
     .. "(default: $XDG_RUNTIME_DIR, $TMPDIR or /tmp).")
     :argname("<dir>")
   p:option("--poll-interval", "Seconds between two polls (default 15).", nil, positive):argname("<s>")
-  p:option("--timeout", "Give up after this many seconds (default 21600).", nil, positive):argname("<s>")
+  p:option("--timeout", "Give up after this many seconds (default 21600); bounds every request too.", nil,
+    positive):argname("<s>")
+  p:option("--request-timeout", "Seconds one request may take (default 60).", nil, positive):argname("<s>")
+  p:option("--max-attempts", "Attempts per request, the first included (default 3).", nil, count):argname("<n>")
   p:flag("--json", "One JSON event per line, even on a terminal.")
 
   local function assess_options(c)
@@ -233,14 +236,20 @@ function M.main(argv)
     return usage("--start-type reload-target drops and reloads the target tables: it needs --allow-reload-target")
   end
 
-  local client, cerr = dms.new({ region = args.region, profile = args.profile, endpoint = args.endpoint })
+  if args.max_attempts == 0 then return usage("--max-attempts must be at least 1") end
+  local request_timeout = args.request_timeout
+  if args.timeout and (not request_timeout or request_timeout > args.timeout) then request_timeout = args.timeout end
+  local client, cerr = dms.new({ region = args.region, profile = args.profile, endpoint = args.endpoint,
+    timeout = request_timeout and { total = request_timeout, connect = math.min(5, request_timeout) },
+    retry = args.max_attempts and { max_attempts = args.max_attempts } })
   if not client then
     printer:error(cerr)
     return exit_code(cerr)
   end
 
   if args.command == "status" then
-    local repl, err = workflow.describe(client, args.arn)
+    local repl, err = workflow.describe(client, { replication_config_arn = args.arn,
+                                                  poll = { timeout = args.timeout } })
     client:close()
     if not repl then
       printer:error(err)
@@ -275,9 +284,18 @@ function M.main(argv)
     outcome, err = workflow.run(client, opts)
   elseif args.command == "start" or args.command == "resume" then
     local step = args.command == "start" and workflow.start or workflow.resume
+    if args.wait_for then
+      -- one summary for the two steps: the wait's, with the start's counts
+      opts.on_event = function(ev) if ev.type ~= "ready" then printer:event(ev) end end
+    end
     outcome, err = step(client, opts)
     if outcome and args.wait_for then
+      local started = outcome
       opts.wait_for = args.wait_for
+      opts.on_event = function(ev)
+        if ev.type == "done" then ev.starts, ev.resumes = started.starts, started.resumes end
+        printer:event(ev)
+      end
       outcome, err = workflow.wait(client, opts)
     end
   elseif args.command == "stop" then

@@ -89,6 +89,13 @@ end
 function Session:now() return self.clock() end
 function Session:remaining() return self.deadline - self.clock() end
 
+-- the options of each DMS call: the runbook's deadline bounds every request
+-- (a call with no time left fails at once as a Timeout)
+function Session:call_options()
+  local left = self:remaining()
+  return { timeout = left > 0.001 and left or 0.001 }
+end
+
 function Session:jitter(seconds)
   local j = self.jitter_ratio
   return seconds * (1 - j + 2 * j * self.random())
@@ -243,7 +250,7 @@ end
 function Session:describe_once()
   local resp, err = self.client:describe_replications({
     Filters = { { Name = "replication-config-arn", Values = { self.arn } } },
-  })
+  }, self:call_options())
   if not resp then return nil, err end
   local repl = type(resp.Replications) == "table" and resp.Replications[1]
   if type(repl) ~= "table" then
@@ -400,7 +407,7 @@ function Session:send_start(start_type, repl, is_resume)
   })
 
   local resp
-  resp, err = self.client:start_replication(params)
+  resp, err = self.client:start_replication(params, self:call_options())
   if resp and type(resp.Replication) == "table" then
     return self:confirm(start_type, resp.Replication, is_resume, "response")
   end
@@ -774,7 +781,7 @@ function Session:send_stop(repl)
                                stop_since = self:now(), before_stop = before })
   if not ok then return nil, serr end
   self:emit("stop_sent", repl)
-  local resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
+  local resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn }, self:call_options())
   if resp and type(resp.Replication) == "table" then
     self:observe(resp.Replication)
     ok, serr = self:save({ stop_pending = false })
@@ -792,7 +799,7 @@ function Session:send_stop(repl)
   if not shown then
     -- no sign of it for as long as it could take: it did not reach DMS
     self:emit("stop_sent", fresh, { attempt = 2 })
-    resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn })
+    resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn }, self:call_options())
     if not resp and err.code ~= "InvalidResourceStateFault" and not err.outcome_unknown then
       return nil, err
     end
