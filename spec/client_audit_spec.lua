@@ -60,7 +60,8 @@ describe("client clock", function()
   end)
 
   it("answers an injected clock that returns no number with an error, before any request", function()
-    for _, bad in ipairs({ function() return "now" end, function() return 0 / 0 end, function() error("broken") end }) do
+    local clocks = { function() return "now" end, function() return 0 / 0 end, function() error("broken") end }
+    for _, bad in ipairs(clocks) do
       local requests = 0
       local client = assert(dms.new({ region = "us-east-1", endpoint = "http://127.0.0.1:9", credentials = KEYS,
         clock = bad, transport = function() requests = requests + 1 end }))
