@@ -39,10 +39,13 @@ build = {
       ["dms.credentials"] = "lua/dms/credentials.lua",
       ["dms.endpoint"] = "lua/dms/endpoint.lua",
       ["dms.endpoint_rules"] = "lua/dms/endpoint_rules.lua",
+      ["dms.errors"] = "lua/dms/errors.lua",
       ["dms.model"] = "lua/dms/model.lua",
       ["dms.retry"] = "lua/dms/retry.lua",
       ["dms.transport.curl"] = "lua/dms/transport/curl.lua",
+      ["dms.transport.http11"] = "lua/dms/transport/http11.lua",
       ["dms.transport.ngx"] = "lua/dms/transport/ngx.lua",
+      ["dms.url"] = "lua/dms/url.lua",
       ["dms.workflow"] = "lua/dms/workflow.lua",
    },
    install = {

@@ -200,7 +200,12 @@ local function extra_http(p)
         set $dms_endpoint http://127.0.0.1:@FX@/fx/denied/;
         location = /replications/start { content_by_lua_block { require("handler").start() } }
     }
-  ]]):gsub("@(%u[%u_]*)@", function(k)
+  ]] .. (p.V6 and [[
+    server {
+        listen [::1]:@V6@;
+        location / { content_by_lua_block { ngx.print("v6 ok, Host: ", ngx.var.http_host) } }
+    }
+  ]] or "")):gsub("@(%u[%u%d_]*)@", function(k)
     if k == "PREFIX" then return "@PREFIX@" end
     return tostring(assert(p[k], k))
   end)
@@ -248,6 +253,11 @@ end
 local function resty_http_installed()
   local ok, out = nginx.run("luajit -e 'print(package.searchpath(\"resty.http\", package.path) or \"none\")'")
   return ok and not out:match("none")
+end
+
+-- can a server listen on the IPv6 loopback address here?
+local function ipv6_loopback()
+  return (nginx.run("python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.bind((\"::1\", 0))'"))
 end
 
 -- seconds taken by fn(), and what it returned
@@ -300,7 +310,7 @@ describe("nginx (lua-nginx-module, LuaJIT), http_client = " .. client, function(
     emu = emulator.start({ speed = 1000, keys = { ACCESS_KEY .. ":" .. SECRET_KEY .. ":" .. SESSION_TOKEN } })
     ports = { FX = nginx.free_port(), TLS_OK = nginx.free_port(), TLS_WRONG = nginx.free_port(),
               SHORT = nginx.free_port(), DENIED = nginx.free_port(), TRICKLE = nginx.free_port(),
-              FAULT = nginx.free_port() }
+              FAULT = nginx.free_port(), V6 = ipv6_loopback() and nginx.free_port() or nil }
     local tmp = os.tmpname()
     os.remove(tmp)
     assert(nginx.run("mkdir -p " .. nginx.quote(tmp)))
@@ -644,6 +654,16 @@ describe("nginx (lua-nginx-module, LuaJIT), http_client = " .. client, function(
         assert.are.equal("ok", d.body)
         assert.are.equal("a b", d.headers["x-folded"])
       end)
+
+    it("connects to an IPv6 literal ([::1]) and names it in brackets in Host", function()
+      if not ports.V6 then
+        print("\nspec/nginx_spec.lua: the IPv6 case is NOT RUN: no IPv6 loopback address here\n")
+        return
+      end
+      local a = probe({ url = "http://[::1]:" .. ports.V6 .. "/" })
+      assert.is_true(a.ok, a.err and a.err.message)
+      assert.are.equal("v6 ok, Host: [::1]:" .. ports.V6, a.body)
+    end)
 
     it("writes the request: Host, Content-Length, the given headers and the body", function()
       local a = probe({ url = fx("/fx/echo?x=1"), method = "POST", body = '{"a":1}' })
