@@ -165,7 +165,8 @@ function M.start(opts)
   opts.prefix = prefix
   assert(run("mkdir -p " .. sh_quote(prefix .. "/conf") .. " " .. sh_quote(prefix .. "/logs")))
   local function copy(from, to)
-    local copied, out = run("cp -R " .. sh_quote(from) .. " " .. sh_quote(to))
+    -- u+w: the source may be read-only (the vendor folder is)
+    local copied, out = run("cp -R " .. sh_quote(from) .. " " .. sh_quote(to) .. " && chmod -R u+w " .. sh_quote(to))
     assert(copied, "cannot copy " .. from .. " into the nginx prefix: " .. out)
   end
   copy(root .. "/lua", prefix .. "/lua")
