@@ -4,8 +4,8 @@
 --
 --   local http11 = require "dms.transport.http11"
 --   local sock = http11.socket(ngx.socket.tcp(), deadline, connect_timeout)
---   local headers, why = http11.headers(req, target)     -- validated, Host and Content-Length added
---   local resp, code, message, sent = http11.request(sock, req, target, headers, opts)
+--   local headers, why = http11.headers(req, host)       -- validated, Host and Content-Length added
+--   local resp, code, message, sent = http11.request(sock, req, url, headers, opts)
 --
 -- The deadline is per request, as curl's CURLOPT_TIMEOUT is: every connect,
 -- handshake, send and read is bounded by what is left of it. nginx re-arms a
@@ -13,8 +13,9 @@
 -- one receive(n) or send(data) bounds the pauses, not the whole operation: a
 -- peer trickling a byte every 200 ms would hold it for ever. The deadline
 -- socket therefore reads with receiveany() (it returns as soon as any bytes
--- arrive) and sends in slices of SEND_SIZE bytes, and sets the timer to the
--- time left before each.
+-- arrive) and sends in slices of SEND_SIZE bytes (Linux wakes a blocked writer
+-- once half its send buffer is free, which takes a whole slice), and sets the
+-- timer to the time left before each.
 --
 -- Failures are returned as (nil, code, message, sent) with the transport codes
 -- of dms.errors (Timeout, ConnectionError, TLSError, ConnectionLost, HTTPError,

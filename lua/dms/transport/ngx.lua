@@ -254,7 +254,9 @@ function Transport:request_resty(http, req, url, headers, deadline)
   end
   local parts, size = {}, 0
   if res.has_body and res.body_reader then
-    -- read-until-close bodies end with "closed"
+    -- asked for RESTY_CHUNK bytes at a time, the reader never receives "*a";
+    -- should it, the deadline socket stops past the cap. A read-until-close
+    -- body ends with "closed".
     sock.max_bytes = max + 1
     while true do
       local chunk, cerr = res.body_reader(RESTY_CHUNK)
