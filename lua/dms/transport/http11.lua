@@ -508,7 +508,14 @@ function M.request(sock, req, url, headers, o)
   -- send: a failed or partial send never delivers a whole request (the body
   -- is framed by Content-Length), so nothing can have been acted on
   local body = req.body or ""
-  local sent, werr = sock:send(format_head(req.method, url.target, headers) .. body)
+  local request_head = format_head(req.method, url.target, headers)
+  local sent, werr
+  if #body <= M.SEND_SIZE then
+    sent, werr = sock:send(request_head .. body)   -- one segment for the usual small request
+  else
+    sent, werr = sock:send(request_head)           -- no copy of a large body
+    if sent then sent, werr = sock:send(body) end
+  end
   if not sent then
     sock:close()
     if werr == "timeout" then return nil, "Timeout", "timed out sending the request", false end
