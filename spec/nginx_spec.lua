@@ -646,7 +646,7 @@ describe("nginx (lua-nginx-module, LuaJIT), http_client = " .. client, function(
 
     -- the built-in reader's own grammar; lua-resty-http 0.17.2 reads neither
     -- chunk extensions ("unable to read chunksize") nor folded header lines
-    local builtin_only = resty and pending or it
+    local builtin_only = resty and function() end or it   -- defined for the built-in client only
     builtin_only("reads chunk extensions and trailers, bare LF and folded header lines (the built-in reader)",
       function()
         local c = probe({ url = fx("/fx/raw?case=chunked_ext") })
