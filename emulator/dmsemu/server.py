@@ -7,6 +7,8 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .credentials import ADMIN_NAME as CREDENTIALS_ADMIN
+from .credentials import CredentialService
 from .service import AdminError, DmsError
 from .sigv4 import AuthError
 
@@ -33,6 +35,7 @@ ADMIN_ROUTES = {
     "assessment": {"POST": "admin_assessment"},
     "requests": {"GET": "admin_requests", "DELETE": "admin_clear_requests"},
     "reset": {"POST": "admin_reset"},
+    CREDENTIALS_ADMIN: {"GET": None, "POST": None, "DELETE": None},  # the CredentialService's
 }
 
 
@@ -52,11 +55,13 @@ class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # listen backlog: many clients may connect at once
 
-    def __init__(self, address, emulator, verifier, verbose=False):
+    def __init__(self, address, emulator, verifier, verbose=False, credentials=None):
         super().__init__(address, Handler)
         self.emulator = emulator
         self.verifier = verifier
         self.verbose = verbose
+        # STS, the SSO portal, instance metadata and container credentials, on this server
+        self.credentials = credentials or CredentialService(verifier, verifier.now)
 
     scheme = "http"
 
@@ -100,8 +105,11 @@ class Handler(BaseHTTPRequestHandler):
                                               "message": "Invalid Content-Length"}))
                 return
             body = self.rfile.read(length)
+            endpoint = self.server.credentials.claims(self.command, self.path, self.headers)
             if self.path.startswith(ADMIN_PREFIX):
                 self._admin(body)
+            elif endpoint:
+                self.server.credentials.handle(self, endpoint, body)
             else:
                 self._dms(body)
         except ConnectionError:
@@ -209,7 +217,10 @@ class Handler(BaseHTTPRequestHandler):
                 spec = json.loads(body.decode("utf-8")) if body.strip() else {}
             except (UnicodeError, ValueError):
                 raise AdminError("the body is not valid JSON") from None
-            status, document = 200, getattr(self.server.emulator, methods[self.command])(spec)
+            if name == CREDENTIALS_ADMIN:
+                status, document = self.server.credentials.admin(self.command, spec)
+            else:
+                status, document = 200, getattr(self.server.emulator, methods[self.command])(spec)
         except AdminError as err:
             status, document = err.status, {"error": err.message}
         self._send(status, _json_bytes(document), "application/json")

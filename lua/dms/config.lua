@@ -139,6 +139,7 @@ end
 --   sso_sessions          [sso-session NAME] sections of the config file
 --   services              [services NAME] sections of the config file
 --   config_file, credentials_file   the paths read
+--   config_file_read, credentials_file_read   whether each could be read
 -- A missing or unreadable file counts as empty. Of two sections naming the
 -- same profile ([default] and [profile default]) the later one is kept.
 function M.load_shared(config)
@@ -146,6 +147,7 @@ function M.load_shared(config)
                 services = {}, config_file = M.config_file(config),
                 credentials_file = M.credentials_file(config) }
   local ctext = read_file(out.config_file)
+  out.config_file_read = ctext ~= nil
   if ctext then
     local sections, order = M.parse_ini(ctext)
     for _, key in ipairs(order) do
@@ -167,6 +169,7 @@ function M.load_shared(config)
     out.profiles[name] = copy
   end
   local cred_text = read_file(out.credentials_file)
+  out.credentials_file_read = cred_text ~= nil
   if cred_text then
     local sections = M.parse_ini(cred_text)
     for name, values in pairs(sections) do

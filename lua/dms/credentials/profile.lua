@@ -19,13 +19,14 @@ local function static(section, file, name)
            session_token = token, account_id = section.aws_account_id }
 end
 
-local function provider(name, sections_key, file_key)
+local function provider(name, sections_key, file_key, read_key)
   return {
     name = name,
     -- p: {name = profile name, settings = merged settings}
     load = function(ctx, p)
       local file = ctx.shared[file_key]
       local section = ctx.shared[sections_key][p.name]
+      if not ctx.shared[read_key] then return nil, file .. " cannot be read" end
       if not section then return nil, file .. " has no profile '" .. p.name .. "'" end
       local t, err = static(section, file, p.name)
       if err then return nil, err end
@@ -36,8 +37,9 @@ local function provider(name, sections_key, file_key)
   }
 end
 
-M.credentials_file = provider("credentials file", "credentials_profiles", "credentials_file")
-M.config_file = provider("config file", "config_profiles", "config_file")
+M.credentials_file = provider("credentials file", "credentials_profiles", "credentials_file",
+                              "credentials_file_read")
+M.config_file = provider("config file", "config_profiles", "config_file", "config_file_read")
 
 -- `aws login` sessions (login_session) need a DPoP-signed token refresh that
 -- lua-dms does not do: such a profile says so instead of being passed over.
