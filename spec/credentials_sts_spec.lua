@@ -291,7 +291,8 @@ source_profile = webid
     local http = require "dms.credentials.http"
     local config = require "dms.config"
     local services = home .. "/config-services"
-    files.write(services, "[default]\nservices = local\n[services local]\nsts =\n  endpoint_url = http://127.0.0.1:7100\n"
+    files.write(services, "[default]\nservices = local\n[services local]\n"
+      .. "sts =\n  endpoint_url = http://127.0.0.1:7100\n"
       .. "[profile ignoring]\nservices = local\nignore_configured_endpoint_urls = true\n")
     local CASES = {
       { "us-east-1", {} }, { "eu-west-1", {} }, { "cn-north-1", {} }, { "us-gov-west-1", {} },

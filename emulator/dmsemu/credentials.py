@@ -133,8 +133,8 @@ class CredentialService:
         except CredentialError as err:
             status, content_type, answer, extra = self._error(endpoint, err)
             self._note(entry, error=err.code)
-        if faults.get("malformed") and status == 200:
-            answer = answer[: len(answer) // 2]
+        if faults.get("malformed") and status == 200 and answer[:1] in (b"{", b"<"):
+            answer = answer[: len(answer) // 2]   # the JSON or XML document cut in half
         self._note(entry, status=status)
         handler.send_response(status)
         handler.send_header("x-amzn-RequestId", str(uuid.uuid4()))
