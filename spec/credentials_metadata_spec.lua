@@ -154,6 +154,7 @@ describe("instance metadata and container credentials", function()
     local e = env({ AWS_CONTAINER_CREDENTIALS_FULL_URI = emu.url .. "/v1/credentials",
                     AWS_CONTAINER_AUTHORIZATION_TOKEN = "refused" })
     local creds, err = cs.lua(e)
+    local _
     assert.is_nil(creds)
     assert.are.equal("ContainerCredentialsFailed", err.code)
     assert.truthy(err.message:find("HTTP 401", 1, true))
