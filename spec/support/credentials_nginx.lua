@@ -155,13 +155,20 @@ function Server:http(opts)
   return { status = tonumber(status), body = body or raw, json = ok and doc or nil }
 end
 
--- n requests at once (curl --parallel): the list of {status=, body=} in order, and the seconds taken
-function Server:parallel(path, n)
+-- Requests at once (curl --parallel): `paths` is a list of paths, or one path
+-- and a count. Returns the list of {status=, body=, seconds=} in order, and
+-- the seconds the whole took.
+function Server:parallel(paths, n)
+  if type(paths) == "string" then
+    local list = {}
+    for i = 1, n do list[i] = paths end
+    paths = list
+  end
   local dir = files.tmpdir()
   local args = { "curl", "-sS", "--no-progress-meter", "--parallel", "--parallel-immediate", "--parallel-max",
-                 tostring(n), "--max-time", "30", "-w", quote("%{url_effective} %{http_code}\\n") }
-  local sep = path:find("?", 1, true) and "&" or "?"
-  for i = 1, n do
+                 tostring(#paths), "--max-time", "30", "-w", quote("%{url_effective} %{http_code} %{time_total}\\n") }
+  for i, path in ipairs(paths) do
+    local sep = path:find("?", 1, true) and "&" or "?"
     args[#args + 1] = "-o"
     args[#args + 1] = quote(dir .. "/" .. i)
     args[#args + 1] = quote(self.url .. path .. sep .. "n=" .. i)
@@ -173,8 +180,8 @@ function Server:parallel(path, n)
   p:close()
   local elapsed = core.now() - t0
   local results = {}
-  for i, code in out:gmatch("[?&]n=(%d+) (%d%d%d)") do
-    results[tonumber(i)] = { status = tonumber(code), body = files.read(dir .. "/" .. i) }
+  for i, code, seconds in out:gmatch("[?&]n=(%d+) (%d%d%d) ([%d.]+)") do
+    results[tonumber(i)] = { status = tonumber(code), body = files.read(dir .. "/" .. i), seconds = tonumber(seconds) }
   end
   run("rm -rf " .. quote(dir))
   return results, elapsed, out
