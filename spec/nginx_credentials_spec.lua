@@ -32,8 +32,8 @@ local function client(name, env)
 end
 
 local ENVS = {
-  container = { AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://127.0.0.1:@PORT@/creds", AWS_EC2_METADATA_DISABLED = "true",
-                HOME = "@PREFIX@" },
+  container = { AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://127.0.0.1:@PORT@/creds",
+                AWS_EC2_METADATA_DISABLED = "true", HOME = "@PREFIX@" },
   webid = { AWS_WEB_IDENTITY_TOKEN_FILE = "@PREFIX@/token", AWS_ROLE_ARN = "@ROLE@", AWS_ENDPOINT_URL = "@EMU@",
             AWS_EC2_METADATA_DISABLED = "true", HOME = "@PREFIX@" },
   imds = { AWS_EC2_METADATA_SERVICE_ENDPOINT = "@EMU@", HOME = "@PREFIX@" },
