@@ -149,6 +149,8 @@ credential_process = sh -c 'echo secret-output; exit 3'
       keys = { "AKIDCREDSDEFAULT", "creds-default-secret" } },
     { "AWS_PROFILE does not skip the environment", with(ENV_KEYS, { AWS_PROFILE = "static" }),
       keys = { "AKIDENV", "env-secret" } },
+    { "AWS_DEFAULT_PROFILE before AWS_PROFILE", { AWS_DEFAULT_PROFILE = "configonly", AWS_PROFILE = "static" },
+      keys = { "AKIDCONFIGONLY", "config-only-secret", "config-only-token" } },
     { "an explicit profile skips the environment", ENV_KEYS, profile = "static",
       keys = { "AKIDCREDSSTATIC", "creds-static-secret", "creds-static-security" } },
     { "an access key without a secret in the environment", { AWS_ACCESS_KEY_ID = "AKIDENV" },

@@ -79,12 +79,14 @@ function M.config_file(config)
   return expand(config, M.getenv(config, "AWS_CONFIG_FILE") or "~/.aws/config")
 end
 
--- The profile name: config.profile, AWS_PROFILE, AWS_DEFAULT_PROFILE, "default".
--- The second value says whether it was chosen explicitly.
+-- The profile name: config.profile, AWS_DEFAULT_PROFILE, AWS_PROFILE (in
+-- botocore's order), "default". The second value says whether it was named.
 function M.profile_name(config)
   if config.profile then return config.profile, true end
-  local env = M.getenv(config, "AWS_PROFILE") or M.getenv(config, "AWS_DEFAULT_PROFILE")
-  if env and env ~= "" then return env, true end
+  for _, name in ipairs({ "AWS_DEFAULT_PROFILE", "AWS_PROFILE" }) do
+    local env = M.getenv(config, name)
+    if env and env ~= "" then return env, true end
+  end
   return "default", false
 end
 
