@@ -9,7 +9,7 @@
 -- (dms.transport.ngx), so a metadata, container, STS or SSO fetch yields
 -- instead of blocking the worker; elsewhere through a libcurl handle of its
 -- own (dms.core.http), kept for the connections' sake.
-local type, setmetatable, ipairs = type, setmetatable, ipairs
+local type, tostring, setmetatable, pcall, ipairs = type, tostring, setmetatable, pcall, ipairs
 
 local core = require "dms.core"
 local errors = require "dms.errors"
