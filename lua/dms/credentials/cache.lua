@@ -89,17 +89,10 @@ end
 ---------------------------------------------------------------------------
 -- the semaphore of one cache, in the nginx worker that uses it
 
-local COSOCKET_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
-
--- true inside an nginx phase where cosockets (and semaphore waits) work
+-- true inside an nginx phase where cosockets (and semaphore waits) work; the
+-- client's own test, read when needed (dms requires this module)
 function M.in_cosocket_phase()
-  local ngx = _G.ngx
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
-  local ok, phase = pcall(ngx.get_phase)
-  return ok and COSOCKET_PHASES[phase] == true
+  return require("dms").in_cosocket_phase() == true
 end
 
 local function semaphore(self)
