@@ -187,7 +187,7 @@ describe("instance metadata and container credentials", function()
     for _, ok in ipairs({ "http://127.0.0.1:51679/creds", "http://127.9.8.7/x", "http://[::1]:8080/x",
                           "http://localhost/x", "http://LOCALHOST:1/x", "http://169.254.170.2/x",
                           "http://169.254.170.23/v1/credentials", "http://[fd00:ec2::23]/v1/credentials",
-                          "https://creds.example.com/x" }) do
+                          "https://creds.example.com/x", "http://127.0.0.1:8080/creds?id=task-1" }) do
       assert.are.equal(ok, url(ok), ok)
     end
     for _, bad in ipairs({ "http://creds.example.com/x", "http://169.254.169.254/x", "http://10.0.0.1/x",

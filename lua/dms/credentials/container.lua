@@ -11,7 +11,6 @@
 local type, tostring, tonumber, pcall, ipairs = type, tostring, tonumber, pcall, ipairs
 
 local errors = require "dms.errors"
-local config_mod = require "dms.config"
 
 local M = {
   name = "container", canonical = "EcsContainer",
@@ -45,12 +44,14 @@ function M.url(getenv)
   if full == nil then
     return nil, "neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set"
   end
-  local parsed = config_mod.parse_url(full)
-  if not parsed then
+  -- the host as Python's urlparse finds it (a query is allowed here)
+  local scheme, authority = full:match("^(https?)://([^/?#]+)")
+  local host = authority and (authority:match("^%[([%x:.]+)%]") or authority:match("^([^:]+)"))
+  if not host or authority:find("@", 1, true) or full:find("[%c%s]") then
     return nil, cred_error("InvalidContainerUri", "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http(s) URL")
   end
-  if parsed.scheme == "https" then return full end
-  local host = parsed.host:gsub("^%[(.*)%]$", "%1"):lower()
+  if scheme == "https" then return full end
+  host = host:lower()
   if is_loopback(host) or M.ALLOWED_HOSTS[host] then return full end
   return nil, cred_error("InvalidContainerUri", "AWS_CONTAINER_CREDENTIALS_FULL_URI names host '" .. host
     .. "': over plain HTTP only a loopback address or 169.254.170.2, 169.254.170.23, fd00:ec2::23 or"
