@@ -17,7 +17,7 @@ describe("instance metadata and container credentials", function()
     home = cs.home()
   end)
   teardown(function()
-    emu:stop()
+    if emu then emu:stop() end
     cs.remove(home)
   end)
   before_each(function() cs.reset(emu) end)

@@ -54,7 +54,7 @@ sso_role_name = DMSOperator
 ]]):gsub("@START@", START_URL):gsub("@LEGACY@", LEGACY_URL) })
   end)
   teardown(function()
-    emu:stop()
+    if emu then emu:stop() end
     cs.remove(home)
   end)
   before_each(function()

@@ -73,7 +73,7 @@ source_profile = webid
     files.write(home .. "/env-token", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJlbnYifQ.sig")
   end)
   teardown(function()
-    emu:stop()
+    if emu then emu:stop() end
     cs.remove(home)
   end)
   before_each(function()
