@@ -6,6 +6,7 @@ import ssl
 import sys
 import threading
 
+from .credentials import CredentialService
 from .server import EmulatorServer
 from .service import DEFAULT_CREDENTIALS, Clock, Emulator, Seed
 from .sigv4 import Credentials, Verifier
@@ -49,7 +50,7 @@ def main(argv=None):
     clock = Clock(args.speed)
     verifier = Verifier(credentials or [DEFAULT_CREDENTIALS], clock.signing_now)
     server = EmulatorServer(("127.0.0.1", args.port), Emulator(clock, seed, args.auto_create),
-                            verifier, args.verbose)
+                            verifier, args.verbose, CredentialService(verifier, clock.signing_now, seed.account))
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)

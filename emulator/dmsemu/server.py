@@ -9,6 +9,8 @@ import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .credentials import ADMIN_NAME as CREDENTIALS_ADMIN
+from .credentials import CredentialService
 from .service import AdminError, DmsError
 from .sigv4 import AuthError, parse_authorization
 from .wire import decode_json
@@ -44,6 +46,7 @@ ADMIN_ROUTES = {
     "assessment": {"POST": "admin_assessment"},
     "requests": {"GET": "admin_requests", "DELETE": "admin_clear_requests"},
     "reset": {"POST": "admin_reset"},
+    CREDENTIALS_ADMIN: {"GET": None, "POST": None, "DELETE": None},  # the CredentialService's
 }
 
 
@@ -93,11 +96,13 @@ class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # listen backlog: many clients may connect at once
 
-    def __init__(self, address, emulator, verifier, verbose=False):
+    def __init__(self, address, emulator, verifier, verbose=False, credentials=None):
         super().__init__(address, Handler)
         self.emulator = emulator
         self.verifier = verifier
         self.verbose = verbose
+        # STS, the SSO portal, instance metadata and container credentials, on this server
+        self.credentials = credentials or CredentialService(verifier, verifier.now)
 
     scheme = "http"
 
@@ -177,8 +182,11 @@ class Handler(BaseHTTPRequestHandler):
             if len(body) < length:       # the client went away mid-body
                 self.close_connection = True
                 return
+            endpoint = self.server.credentials.claims(self.command, self.path, self.headers)
             if self.path.startswith(ADMIN_PREFIX):
                 self._admin(body)
+            elif endpoint:
+                self.server.credentials.handle(self, endpoint, body)
             else:
                 self._dms(body)
         except OSError:                  # reset, broken pipe, timeout: nobody to answer
@@ -311,7 +319,10 @@ class Handler(BaseHTTPRequestHandler):
                 spec = decode_json(body) if body.strip() else {}
             except ValueError as err:
                 raise AdminError(f"the body is not valid JSON: {err}") from None
-            status, document = 200, getattr(self.server.emulator, methods[self.command])(spec)
+            if name == CREDENTIALS_ADMIN:
+                status, document = self.server.credentials.admin(self.command, spec)
+            else:
+                status, document = 200, getattr(self.server.emulator, methods[self.command])(spec)
         except AdminError as err:
             status, document = err.status, {"error": err.message}
         except Exception:  # a defect of the emulator: answer, and tell

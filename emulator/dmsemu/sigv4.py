@@ -145,10 +145,11 @@ def _parse_amz_date(value):
 class Credentials:
     """A known access key: its secret and, optionally, the session token it requires."""
 
-    def __init__(self, access_key, secret_key, session_token=None):
+    def __init__(self, access_key, secret_key, session_token=None, expires=None):
         self.access_key = access_key
         self.secret_key = secret_key
         self.session_token = session_token
+        self.expires = expires  # signing-clock epoch seconds after which they are refused (temporary keys)
 
     @classmethod
     def parse(cls, text):
@@ -166,7 +167,11 @@ class Verifier:
         self.credentials = {c.access_key: c for c in credentials}
         self.now = now
 
-    def verify(self, method, target, header_pairs, body):
+    def add(self, credentials):
+        """Accept these credentials from now on (temporary keys the emulator issued)."""
+        self.credentials[credentials.access_key] = credentials
+
+    def verify(self, method, target, header_pairs, body, service=SERVICE):
         """Return the access key of a correctly signed request, else raise AuthError."""
         authorization = header_values(header_pairs, "authorization")
         if not authorization:
@@ -201,7 +206,7 @@ class Verifier:
                 "Credential must have exactly 5 slash-delimited elements, "
                 f"e.g. keyid/date/region/service/term, got '{credential}'",
             )
-        access_key, date, region, service, terminator = scope
+        access_key, date, region, _, terminator = scope
         known = self.credentials.get(access_key)
         if known is None:
             raise AuthError("UnrecognizedClientException", INVALID_TOKEN)
@@ -211,10 +216,10 @@ class Verifier:
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
                 f"date from HTTP: '{date}' != '{amz_date[:8]}', from '{amz_date}'.",
             )
-        if service != SERVICE:
+        if scope[3] != service:
             raise AuthError(
                 "InvalidSignatureException",
-                f"Credential should be scoped to correct service: '{SERVICE}'. ",
+                f"Credential should be scoped to correct service: '{service}'. ",
             )
         if terminator != TERMINATOR:
             raise AuthError(
@@ -231,10 +236,12 @@ class Verifier:
             )
         self._check_time(amz_date, request_time)
         self._check_token(known, header_values(header_pairs, "x-amz-security-token"), signed_headers)
+        if known.expires is not None and self.now() >= known.expires:
+            raise AuthError("ExpiredTokenException", "The security token included in the request is expired")
 
         creq = canonical_request(method, target, header_pairs, signed_headers, body)
         sts = string_to_sign(amz_date, "/".join(scope[1:]), creq)
-        expected = signature(known.secret_key, (date, region, service), sts)
+        expected = signature(known.secret_key, (date, region, scope[3]), sts)
         if not hmac.compare_digest(expected, params["Signature"]):
             raise AuthError(
                 "InvalidSignatureException",

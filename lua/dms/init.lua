@@ -156,6 +156,7 @@ function Client:close()
     self.curl_transport:close()
     self.curl_transport = nil
   end
+  if type(self.credentials.close) == "function" then self.credentials:close() end
 end
 Client.__close = Client.close
 
@@ -303,6 +304,11 @@ function Client:attempt(req, op, unsafe, timeout)
   errors.classify(perr)
   if read_only(op) then perr.outcome_unknown = false end
   redact(perr, { creds.secret_key, creds.session_token or "", signed.signature })
+  -- temporary credentials refused as expired: the next call fetches new ones
+  if (perr.code == "ExpiredTokenException" or perr.code == "ExpiredToken")
+     and type(self.credentials.invalidate) == "function" then
+    self.credentials:invalidate()
+  end
   -- a signature refused for clock skew: take the server's clock and try again
   if clock_skew(perr) then perr.retryable = self:measure_clock(resp, now) end
   return nil, perr
@@ -399,14 +405,20 @@ function M.new(config)
   local endpoint, perr = config_mod.parse_url(url)
   if not endpoint then return nil, config_error("InvalidEndpoint", perr .. ": " .. tostring(url)) end
 
-  local provider, crerr = credentials.resolve(config, profile, profile_name, explicit and config.profile ~= nil)
+  local timeout = config.timeout or {}
+  -- the chain is walked on the first call that needs credentials, not here
+  local provider, crerr = credentials.resolve(config, profile, profile_name, explicit and config.profile ~= nil, {
+    region = region, clock = config.clock, sleep = config.sleep or default_sleep, random = config.random,
+    logger = config.logger, connect_timeout = timeout.connect, timeout = timeout.total,
+    ca_file = config.ca_file, insecure = config.insecure, http_client = config.http_client,
+    user_agent = config.user_agent and (USER_AGENT .. " " .. config.user_agent) or USER_AGENT,
+  })
   if not provider then return nil, crerr end
 
   local policy, rerr = retry.new({ mode = config.retry and config.retry.mode,
     max_attempts = config.retry and config.retry.max_attempts, random = config.random })
   if not policy then return nil, config_error("InvalidConfig", rerr) end
 
-  local timeout = config.timeout or {}
   local self = setmetatable({
     region = region,
     endpoint = endpoint,
