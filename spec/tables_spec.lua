@@ -108,6 +108,44 @@ describe("workflow.tables", function()
     for _, call in ipairs(stats_calls()) do assert.are.equal(500, call.body.MaxRecords) end
   end)
 
+  it("lists what botocore lists, paging with Marker (the oracle; skipped without botocore)", function()
+    local has = os.execute("python3 -c 'import botocore' 2>/dev/null")
+    if not (has == true or has == 0) then
+      pending("python3 has no botocore")
+      return
+    end
+    local arn = running("oracle", 730)
+    table_error(arn, "public.table_321")
+    emu:clock({ advance = 60 })
+    local script = dir .. "/oracle.py"
+    files.write(script, [==[
+import json, sys, botocore.session
+c = botocore.session.get_session().create_client("dms", region_name="us-east-1", endpoint_url=sys.argv[1],
+    aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])
+out, marker = [], None
+while True:
+    kw = {"ReplicationConfigArn": sys.argv[4], "MaxRecords": 100}
+    if marker:
+        kw["Marker"] = marker
+    page = c.describe_replication_table_statistics(**kw)
+    out += [[t["SchemaName"] + "." + t["TableName"], t["TableState"], t["FullLoadRows"]]
+            for t in page["ReplicationTableStatistics"]]
+    marker = page.get("Marker")
+    if not marker:
+        break
+print(json.dumps(out))
+]==])
+    local p = assert(io.popen("python3 " .. script .. " " .. emu.url .. " " .. emulator.ACCESS_KEY .. " '"
+      .. emulator.SECRET_KEY .. "' " .. arn))
+    local theirs = cjson.decode(p:read("*a"))
+    p:close()
+    local res = assert(workflow.tables(client, arn))
+    local ours = {}
+    for i, t in ipairs(res.tables) do ours[i] = { t.name, t.state, t.rows_loaded } end
+    assert.are.equal(730, #theirs)
+    assert.are.same(theirs, ours)
+  end)
+
   it("passes DMS filters and returns DMS's refusal for a replication that never ran", function()
     local arn = running("filtered", { "sales.orders", "sales.items", "hr.people" })
     local res = assert(workflow.tables(client, { replication_config_arn = arn,
