@@ -149,6 +149,33 @@ describe("dms.core.sign", function()
     assert.truthy(err:find("'time'", 1, true))
   end)
 
+  it("signs alike through a proxy whose __index builds every value afresh (and collects between reads)", function()
+    local plain = vanilla({ session_token = string.rep("T", 300), secret_key = string.rep("k", 64) })
+    local want = core.sign(plain).signature
+    local reversed = {}
+    for k, v in pairs(plain) do reversed[k] = type(v) == "string" and v:reverse() or v end
+    local proxy = setmetatable({}, { __index = function(_, k)
+      collectgarbage()
+      local v = reversed[k]
+      if type(v) == "string" then return v:reverse() end      -- a new string, held by nobody else
+      return v
+    end })
+    for _ = 1, 20 do
+      assert.are.equal(want, core.sign(proxy).signature)
+    end
+  end)
+
+  it("refuses a time out of range or with a fraction, and takes an integral float", function()
+    for _, t in ipairs({ math.maxinteger or 2 ^ 63, -(2 ^ 63), 2 ^ 53, -1, 1.5, 1 / 0, 0 / 0, 253402300800 }) do
+      local ok, err = pcall(core.sign, vanilla({ time = t }))
+      assert.is_false(ok, tostring(t))
+      assert.truthy(tostring(err):find("'time'", 1, true), err)
+    end
+    assert.are.equal(core.sign(vanilla({ time = 1700000000 })).signature,
+                     core.sign(vanilla({ time = 1700000000.0 })).signature)
+    assert.truthy(core.sign(vanilla({ time = 253402300799 })).amz_date:find("^99991231T235959Z$"))
+  end)
+
   it("never puts the secret key in an error", function()
     local ok, err = pcall(core.sign, vanilla({ secret_key = "SECRET-123", headers = { { "X", "a\nb" } } }))
     assert.is_false(ok)

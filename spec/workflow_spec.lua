@@ -412,6 +412,22 @@ describe("dms.workflow", function()
       assert.are.equal(1, #starts())
     end)
 
+    it("treats a state file of the wrong types as unreadable: a warning, then what DMS shows", function()
+      local path = dir .. "/wrong-types.json"
+      for _, text in ipairs({ '{"arn":5}', '{"arn":"' .. ARN .. '","before":5,"start_pending":true}',
+                              '{"arn":"' .. ARN .. '","starts":"many"}', '[]' }) do
+        emu:reset()
+        write(path, text)
+        local opts, events = options({ state_file = path })
+        local outcome, err = workflow.run(client, opts)
+        assert.is_nil(err, text)
+        assert.is_true(outcome.ok, text)
+        assert.truthy(find(events, "warning").message:find("unreadable", 1, true), text)
+        assert.are.equal(1, #starts(), text)
+        assert.are.equal("done", cjson.decode(read(path)).phase, text)
+      end
+    end)
+
     it("refuses a state file of another replication", function()
       local path = dir .. "/other.json"
       write(path, cjson.encode({ arn = emulator.ARN_CDC, phase = "waiting" }))

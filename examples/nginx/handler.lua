@@ -6,7 +6,8 @@
 --   GET  /replications/status?arn=...                         -> the DescribeReplications response
 --
 -- Every request needs "Authorization: Bearer <token>" (the token comes from the
--- $dms_ops_token variable or the DMS_OPS_TOKEN environment variable). DMS calls go
+-- $dms_ops_token variable, the DMS_OPS_TOKEN environment variable, or the file
+-- named by DMS_OPS_TOKEN_FILE, read again when it changes). DMS calls go
 -- through cosockets (dms.transport.ngx), so a slow DMS answer never blocks the
 -- worker. One client per worker, created on the first request and kept here.
 --
@@ -24,13 +25,18 @@
 -- AWS credentials come from the usual chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 -- AWS_SESSION_TOKEN, or AWS_PROFILE with the shared files).
 --
--- Logs name the route, the replication ARN, the status, the error code and the
--- DMS request id; never the Authorization header, AWS keys, session tokens or
--- the bearer token.
+-- Logs name the route, the replication ARN, the status, the error code, the
+-- DMS request id, nginx's request id (ops_request_id, also in the X-Request-Id
+-- header of every answer) and why a request was refused; never the
+-- Authorization header, AWS keys, session tokens or the bearer token.
+--
+-- Every failure is answered with the JSON error shape, a Lua error in a route
+-- too (500 InternalError, logged with its traceback and the request id).
 local ngx = ngx
-local type, tostring, tonumber, pairs, ipairs, pcall, next =
-      type, tostring, tonumber, pairs, ipairs, pcall, next
-local os_getenv = os.getenv
+local type, tostring, tonumber, pairs, ipairs, pcall, xpcall, next =
+      type, tostring, tonumber, pairs, ipairs, pcall, xpcall, next
+local io_open, os_getenv = io.open, os.getenv
+local debug_traceback = debug.traceback
 local table_concat, table_sort = table.concat, table.sort
 
 local bit = require "bit"
@@ -39,7 +45,12 @@ local dms = require "dms"
 local ngx_transport = require "dms.transport.ngx"
 
 
-local M = {}
+local M = {
+  -- seconds a worker keeps what it read from DMS_OPS_TOKEN_FILE before reading
+  -- the file again: a rotated token takes effect (and the old one stops
+  -- working) within this time, without a reload
+  TOKEN_FILE_TTL = 1,
+}
 
 local MAX_BODY_BYTES = 16 * 1024
 
@@ -79,22 +90,51 @@ local function setting(var, env)
   return nil
 end
 
+-- The token in the file, or nil and why there is none (never the contents).
 local function read_token_file(path)
-  local s = require("dms.config").read_file(path)
-  return s and s:match("^%s*(.-)%s*$")
+  local f, err = io_open(path, "rb")
+  if not f then
+    local why = "cannot read the bearer token file " .. tostring(err)
+    if tostring(err):find("Permission denied", 1, true) then
+      why = why .. " (nginx workers run as the user named by the user directive: let it read the file)"
+    end
+    return nil, why
+  end
+  local s = f:read("*a")
+  f:close()
+  local token = s and s:match("^%s*(.-)%s*$")
+  if not token or token == "" then return nil, "the bearer token file " .. path .. " is empty" end
+  if token:find("%s") then return nil, "the bearer token file " .. path .. " holds more than one word" end
+  return token
 end
 
-local token_from_file   -- read once per worker
+-- What this worker last read from the token file. There is no stat() in Lua
+-- or in the nginx Lua API, so the file is read again once TOKEN_FILE_TTL has
+-- passed: one open and read of a small file a second, and a change is seen
+-- whatever happened to the file (rewritten in place, renamed over, mtime
+-- kept), which an mtime/size/inode check could miss.
+local token_file = { path = nil, token = nil, why = nil, read_at = nil }
 
+-- the bearer token, or nil and why none is configured
 local function bearer_token()
   local t = setting("dms_ops_token", "DMS_OPS_TOKEN")
   if t then return t end
   local path = os_getenv("DMS_OPS_TOKEN_FILE")
-  if path and path ~= "" then
-    if token_from_file == nil then token_from_file = read_token_file(path) or false end
-    return token_from_file or nil
+  if not path or path == "" then
+    return nil, "no bearer token configured (set $dms_ops_token, DMS_OPS_TOKEN or DMS_OPS_TOKEN_FILE)"
   end
-  return nil
+  local now = ngx.now()
+  if token_file.path ~= path or not token_file.read_at or now - token_file.read_at >= M.TOKEN_FILE_TTL then
+    token_file.path, token_file.read_at = path, now
+    token_file.token, token_file.why = read_token_file(path)
+  end
+  return token_file.token, token_file.why
+end
+
+-- nginx's id of this request ($request_id: 32 hex digits)
+local function request_id()
+  local ok, id = pcall(function() return ngx.var.request_id end)
+  return ok and id or nil
 end
 
 -- fields a log line may carry; anything that looks like a secret is dropped
@@ -165,7 +205,7 @@ local function get_client()
   })
   if not client then return nil, err end
   clients[key] = client
-  ngx.log(ngx.INFO, "dms: client ready ", render({ region = client.region, endpoint = client.endpoint.url,
+  ngx.log(ngx.NOTICE, "dms: client ready ", render({ region = client.region, endpoint = client.endpoint.url,
     http_client = transport:http_client(), worker = ngx.worker.pid() }))
   return client
 end
@@ -174,7 +214,10 @@ end
 -- responses
 
 local function respond(status, doc, headers)
+  local rid = request_id()
+  if doc.error then doc.error.ops_request_id = rid end
   ngx.status = status
+  ngx.header["X-Request-Id"] = rid
   ngx.header["Content-Type"] = "application/json"
   ngx.header["Cache-Control"] = "no-store"
   for k, v in pairs(headers or {}) do ngx.header[k] = v end
@@ -214,6 +257,7 @@ local function status_for(err)
 end
 
 local function log_request(level, route, fields)
+  fields.ops_request_id = request_id()
   ngx.log(level, "dms-ops: ", route, " ", render(fields))
 end
 
@@ -244,23 +288,32 @@ local function same(a, b)
   return acc == 0
 end
 
+-- why an Authorization header is refused: nil when it carries `expected`
+local function refusal(header, expected)
+  if header == nil then return "missing" end
+  if type(header) ~= "string" then return "duplicate-header" end
+  local given = header:match("^[Bb][Ee][Aa][Rr][Ee][Rr] +(%S+)%s*$")
+  if not given then return "not-bearer" end
+  if not same(given, expected) then return "wrong-token" end
+  return nil
+end
+
 -- true, or a response already sent
 local function authorized(route, fields)
-  local expected = bearer_token()
+  local expected, why = bearer_token()
   if not expected then
     fields.status = 500
+    fields.auth = "not-configured"
+    fields.reason = why
     log_request(ngx.ERR, route, fields)
-    ngx.log(ngx.ERR, "dms-ops: no bearer token configured (set $dms_ops_token or DMS_OPS_TOKEN):",
-      " refusing every request")
     respond(500, { error = { kind = "config", code = "NotConfigured",
       message = "the endpoint has no bearer token configured" } })
     return false
   end
-  local header = ngx.req.get_headers()["authorization"]
-  local given = type(header) == "string" and header:match("^[Bb][Ee][Aa][Rr][Ee][Rr] +(%S+)%s*$")
-  if not given or not same(given, expected) then
+  local refused = refusal(ngx.req.get_headers()["authorization"], expected)
+  if refused then
     fields.status = 401
-    fields.auth = header and "rejected" or "missing"
+    fields.auth = refused
     log_request(ngx.WARN, route, fields)
     respond(401, { error = { kind = "auth", code = "Unauthorized",
       message = "a valid bearer token is required" } },
@@ -280,10 +333,28 @@ local function method_is(route, want, fields)
 end
 
 ---------------------------------------------------------------------------
+-- the edge
+
+-- Returns a content handler that runs fn(); a Lua error in it is logged with
+-- its traceback and the request id and answered 500 with the JSON error shape.
+function M.guard(route, fn)
+  return function()
+    local ok, err = xpcall(fn, debug_traceback)
+    if ok then return end
+    local rid = request_id()
+    ngx.log(ngx.ERR, "dms-ops: ", route, " internal error ops_request_id=", tostring(rid), ": ",
+      (tostring(err):sub(1, 4096):gsub("\n%s*", " | ")))
+    if ngx.headers_sent then return ngx.exit(ngx.ERROR) end
+    return respond(500, { error = { kind = "internal", code = "InternalError",
+      message = "internal error: the error log has its details under ops_request_id " .. tostring(rid) } })
+  end
+end
+
+---------------------------------------------------------------------------
 -- routes
 
 -- POST /replications/start
-function M.start()
+local function start()
   local route = "POST /replications/start"
   local fields = { client = ngx.var.remote_addr }
   if not method_is(route, "POST", fields) then return end
@@ -339,12 +410,12 @@ function M.start()
   fields.status = 200
   fields.request_id = resp.ResponseMetadata and resp.ResponseMetadata.RequestId
   fields.replication_status = resp.Replication and resp.Replication.Status
-  log_request(ngx.INFO, route, fields)
+  log_request(ngx.NOTICE, route, fields)
   return respond(200, resp)
 end
 
 -- GET /replications/status?arn=
-function M.status()
+local function status()
   local route = "GET /replications/status"
   local fields = { client = ngx.var.remote_addr }
   if not method_is(route, "GET", fields) then return end
@@ -370,14 +441,18 @@ function M.status()
   fields.request_id = resp.ResponseMetadata and resp.ResponseMetadata.RequestId
   local first = resp.Replications and resp.Replications[1]
   fields.replication_status = first and first.Status
-  log_request(ngx.INFO, route, fields)
+  log_request(ngx.NOTICE, route, fields)
   return respond(200, resp)
 end
 
 -- Any other path under the endpoint.
-function M.not_found()
+local function not_found()
   return respond(404, { error = { kind = "validation", code = "NotFound",
     message = "no such route: " .. ngx.req.get_method() .. " " .. ngx.var.uri } })
 end
+
+M.start = M.guard("POST /replications/start", start)
+M.status = M.guard("GET /replications/status", status)
+M.not_found = M.guard("not found", not_found)
 
 return M

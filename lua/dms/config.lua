@@ -1,5 +1,5 @@
 -- Configuration: the shared AWS files, the profile, the region and the endpoint.
-local type, pairs, tostring, tonumber = type, pairs, tostring, tonumber
+local type, pairs, tostring = type, pairs, tostring
 local io_open, os_getenv = io.open, os.getenv
 
 local M = {}
@@ -148,29 +148,25 @@ function M.endpoint(config, region, profile)
     use_fips = use_fips or false, use_dualstack = use_dualstack or false })
 end
 
--- Splits an endpoint URL into scheme, host, port, path; nil and a message when
--- it is not an http(s) URL.
+-- Splits an endpoint URL into scheme, host, port, path (dms.url parses it);
+-- nil and a message when it is not an http(s) URL without user info, query
+-- or fragment.
 function M.parse_url(url)
-  if type(url) ~= "string" then return nil, "endpoint must be a string" end
-  if url:find("[%c%s]") then return nil, "endpoint contains spaces or control characters" end
-  local scheme, rest = url:match("^(https?)://(.+)$")
-  if not scheme then return nil, "endpoint must start with http:// or https://" end
-  local authority, path = rest:match("^([^/?#]+)(.*)$")
-  if not authority or authority:find("@", 1, true) then
-    return nil, "endpoint has no valid host (and must not contain user info)"
+  local url_mod = require "dms.url"
+  local u, err = url_mod.parse(url)
+  if not u then return nil, "endpoint " .. err end
+  if u.scheme ~= "http" and u.scheme ~= "https" then
+    return nil, "endpoint must start with http:// or https://"
   end
-  if path:find("[?#]") then return nil, "endpoint must not have a query or fragment" end
-  local host, port = authority:match("^(%[[%x:.]+%]):?(%d*)$")
-  if not host then host, port = authority:match("^([^:]+):?(%d*)$") end
-  if not host then return nil, "endpoint has no valid host" end
-  port = tonumber(port ~= "" and port or nil)
-  if port and (port < 1 or port > 65535) then return nil, "endpoint port out of range" end
-  local default = scheme == "https" and 443 or 80
+  if u.userinfo then return nil, "endpoint must not contain user info" end
+  if u.query or u.fragment then return nil, "endpoint must not have a query or fragment" end
+  local host = url_mod.host_literal(u)
+  local path = u.path == "" and "/" or u.path
   return {
-    scheme = scheme, host = host, port = port or default,
-    host_header = (port and port ~= default) and (host .. ":" .. port) or host,
-    path = (path == "" and "/") or path,
-    url = scheme .. "://" .. authority .. ((path == "" and "/") or path),
+    scheme = u.scheme, host = host, port = u.port or u.default_port,
+    host_header = (u.port and u.port ~= u.default_port) and (host .. ":" .. u.port) or host,
+    path = path,
+    url = u.scheme .. "://" .. u.authority .. path,
   }
 end
 

@@ -14,6 +14,7 @@
 --
 -- Runs unchanged on Lua 5.1, LuaJIT and Lua 5.4.
 local data = require "dms.endpoint_rules"
+local url_mod = require "dms.url"
 
 local unpack = table.unpack or unpack
 
@@ -100,30 +101,20 @@ local function get_attr(value, path)
   return value
 end
 
-local function is_ipv4(host)
-  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  for _, n in ipairs({ a, b, c, d }) do
-    if #n > 3 or tonumber(n) > 255 then return false end
-  end
-  return true
-end
-
--- parseURL: nil unless an http(s) URL without query or fragment.
+-- parseURL: nil unless an http(s) URL (dms.url parses it) without query or
+-- fragment; authority as written (user info and port included), path as
+-- written ("" when absent), normalizedPath with a trailing "/", isIp for an
+-- IPv4 address or an IPv6 literal.
 local function parse_url(s)
-  if type(s) ~= "string" then return nil end
-  local scheme, authority, path = s:match("^(%a[%w+.%-]*)://([^/?#]*)([^?#]*)$")
-  if not scheme or authority == "" then return nil end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then return nil end
-  local host = authority:match("^[^@]*@(.*)$") or authority
-  local is_ip = host:find("^%[[%x:.]+%]") ~= nil or is_ipv4((host:gsub(":%d*$", "")))
+  local u = url_mod.parse(s)
+  if not u or (u.scheme ~= "http" and u.scheme ~= "https") then return nil end
+  if u.query or u.fragment then return nil end
   return {
-    scheme = scheme,
-    authority = authority,
-    path = path,
-    normalizedPath = path:sub(-1) == "/" and path or path .. "/",
-    isIp = is_ip,
+    scheme = u.scheme,
+    authority = u.authority,
+    path = u.path,
+    normalizedPath = u.path:sub(-1) == "/" and u.path or u.path .. "/",
+    isIp = u.ipv6 or url_mod.is_ipv4(u.host),
   }
 end
 

@@ -23,6 +23,16 @@ local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- the emulator's stderr: one file per user, so that a run as another user
+-- (root before, say) does not leave a file this one cannot write
+local function log_path()
+  local p = io.popen("id -u")
+  local uid = p and p:read("*l")
+  if p then p:close() end
+  return "/tmp/dms-emulator-spec-" .. (uid or "x") .. ".log"
+end
+M.LOG = log_path()
+
 -- opts: seed, speed, auto_create (bool), keys ({"AK:SK", ...}), args (extra string)
 function M.start(opts)
   opts = opts or {}
@@ -33,13 +43,13 @@ function M.start(opts)
   for _, k in ipairs(opts.keys or {}) do args[#args + 1] = "--key " .. shell_quote(k) end
   if opts.args then args[#args + 1] = opts.args end
   local cmd = "sh -c 'echo $$; exec python3 emulator/dms-emulator " .. table.concat(args, " "):gsub("'", "'\\''")
-    .. " 2>>/tmp/dms-emulator-spec.log'"
+    .. " 2>>" .. M.LOG .. "'"
   local pipe = assert(io.popen(cmd, "r"))
   local pid = pipe:read("*l")
   local url = pipe:read("*l")
   if not url or not url:match("^https?://127%.0%.0%.1:%d+$") then
     pipe:close()
-    error("the emulator did not start (see /tmp/dms-emulator-spec.log): " .. tostring(url))
+    error("the emulator did not start (see " .. M.LOG .. "): " .. tostring(url))
   end
   return setmetatable({ url = url, pid = pid, pipe = pipe, http = assert(require("dms.curl").http()) }, Emulator)
 end

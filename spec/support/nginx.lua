@@ -9,9 +9,13 @@
 --   srv:stop()
 --
 -- The prefix holds conf/nginx.conf (the example with its listen port, worker
--- count and, when the packaged paths differ, load_module lines rewritten), and
--- symlinks lua/ -> the repository's lua/, lib/ -> build/luajit/ (dms/core.so
--- for LuaJIT) and app/ -> examples/nginx/.
+-- count and, when the packaged paths differ, load_module lines rewritten) and
+-- copies of what nginx loads: lua/ (the repository's lua/), lib/dms/core.so
+-- (build/luajit: nginx runs LuaJIT), app/ (examples/nginx/) and, when asked
+-- for, vendor/ (lua-resty-http). Copies, not links: started as root, nginx
+-- runs its workers as an unprivileged user, which cannot reach a clone under
+-- a private directory (/root, a 0700 mktemp -d); the prefix, under /tmp, is
+-- readable by all.
 local M = {}
 
 M.EXAMPLE = "examples/nginx/nginx.conf"
@@ -54,7 +58,10 @@ end
 -- The nginx binary, whether lua is built in (OpenResty), and the directory of
 -- ngx_http_lua_module.so / ndk_http_module.so when it is a dynamic module.
 function M.detect()
-  local ok, path = run("command -v nginx || command -v openresty")
+  -- /usr/sbin is on root's PATH only, as a rule
+  local ok, path = run("command -v nginx || command -v openresty || { for p in /usr/sbin/nginx "
+    .. "/usr/local/openresty/bin/openresty /usr/local/openresty/nginx/sbin/nginx; do "
+    .. "[ -x $p ] && echo $p && exit 0; done; exit 1; }")
   if not ok or path == "" then return nil, "no nginx binary on PATH (Debian: apt-get install nginx)" end
   local bin = path:match("^%s*(%S+)")
   local vok, version = run(sh_quote(bin) .. " -V")
@@ -87,6 +94,31 @@ function M.ensure_luajit_module(root)
   return so
 end
 
+-- lua-resty-http for the tests (../shared/vendor beside the repository, or
+-- $DMS_VENDOR): the directory holding resty/http.lua, or nil and why not.
+M.RESTY_HTTP = "lua-resty-http-0.17.2"
+
+function M.resty_http_lib(root)
+  local vendor = os.getenv("DMS_VENDOR")
+  if not vendor or vendor == "" then vendor = (root or M.repo_root()) .. "/../shared/vendor" end
+  local lib = vendor .. "/" .. M.RESTY_HTTP .. "/lib"
+  if exists(lib .. "/resty/http.lua") then return lib end
+  return nil, "no " .. lib .. "/resty/http.lua (set DMS_VENDOR to the folder holding " .. M.RESTY_HTTP .. "/)"
+end
+
+-- lua-resty-http requires resty.string (lua-resty-string, which an OPM or
+-- LuaRocks install brings along) when it loads, for to_hex() of mTLS client
+-- certificates; neither the vendor folder nor Debian has it. The tests put
+-- this to_hex() in its place, beside the vendored copy.
+M.RESTY_STRING = [[
+-- to_hex() of lua-resty-string, for lua-resty-http in the tests
+local M = {}
+function M.to_hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+return M
+]]
+
 -- The example's config text for this run.
 function M.render_conf(opts, info)
   local conf = assert(read(opts.conf or M.EXAMPLE), "cannot read " .. (opts.conf or M.EXAMPLE))
@@ -98,6 +130,10 @@ function M.render_conf(opts, info)
     conf = conf:gsub("\nload_module [^\n]*;", "\n")
   else
     conf = conf:gsub("load_module /usr/lib/nginx/modules/", "load_module " .. info.module_dir .. "/")
+  end
+  if opts.vendor then
+    conf, n = conf:gsub('lua_package_path "', 'lua_package_path "$prefix/vendor/?.lua;', 1)
+    assert(n == 1, "the example's lua_package_path line was not found")
   end
   if opts.error_log_level then
     conf = conf:gsub("error_log logs/error%.log %a+;", "error_log logs/error.log " .. opts.error_log_level .. ";")
@@ -115,7 +151,8 @@ local Server = {}
 Server.__index = Server
 
 -- opts: env (table), extra_http (text; @PREFIX@ stands for the prefix), port, workers,
--- conf (path), error_log_level, prefix_files ({relative name = text})
+-- conf (path), error_log_level, prefix_files ({relative name = text}),
+-- vendor (a directory copied to the prefix's vendor/, first on lua_package_path)
 function M.start(opts)
   opts = opts or {}
   local info = assert(M.detect())
@@ -127,9 +164,21 @@ function M.start(opts)
   opts.port = opts.port or M.free_port()
   opts.prefix = prefix
   assert(run("mkdir -p " .. sh_quote(prefix .. "/conf") .. " " .. sh_quote(prefix .. "/logs")))
-  assert(run("ln -s " .. sh_quote(root .. "/lua") .. " " .. sh_quote(prefix .. "/lua")))
-  assert(run("ln -s " .. sh_quote(root .. "/build/luajit") .. " " .. sh_quote(prefix .. "/lib")))
-  assert(run("ln -s " .. sh_quote(root .. "/examples/nginx") .. " " .. sh_quote(prefix .. "/app")))
+  local function copy(from, to)
+    -- u+w: the source may be read-only (the vendor folder is)
+    local copied, out = run("cp -R " .. sh_quote(from) .. " " .. sh_quote(to) .. " && chmod -R u+w " .. sh_quote(to))
+    assert(copied, "cannot copy " .. from .. " into the nginx prefix: " .. out)
+  end
+  copy(root .. "/lua", prefix .. "/lua")
+  assert(run("mkdir -p " .. sh_quote(prefix .. "/lib/dms")))
+  copy(root .. "/build/luajit/dms/core.so", prefix .. "/lib/dms/core.so")
+  copy(root .. "/examples/nginx", prefix .. "/app")
+  if opts.vendor then
+    copy(opts.vendor, prefix .. "/vendor")
+    if not exists(prefix .. "/vendor/resty/string.lua") then
+      write(prefix .. "/vendor/resty/string.lua", M.RESTY_STRING)
+    end
+  end
   for name, text in pairs(opts.prefix_files or {}) do write(prefix .. "/" .. name, text) end
   write(prefix .. "/conf/nginx.conf", M.render_conf(opts, info))
   -- started as root, nginx runs its workers as an unprivileged user: they must
@@ -183,7 +232,8 @@ end
 ---------------------------------------------------------------------------
 -- an HTTP client for the spec: curl(1), so the spec measures nginx, not a Lua client
 
--- opts: method, path, headers ({name = value}), body, timeout
+-- opts: method, path, headers ({name = value}), header_lines ({"Name: value", ...}:
+-- a name may repeat), body, timeout
 -- -> {status=, headers= {lowercase = value}, body=, json= (decoded or nil)}
 function Server:http(opts)
   local cjson = require "cjson"
@@ -192,6 +242,10 @@ function Server:http(opts)
   for k, v in pairs(opts.headers or {}) do
     args[#args + 1] = "-H"
     args[#args + 1] = sh_quote(k .. ": " .. v)
+  end
+  for _, line in ipairs(opts.header_lines or {}) do
+    args[#args + 1] = "-H"
+    args[#args + 1] = sh_quote(line)
   end
   local body_file
   if opts.body then
