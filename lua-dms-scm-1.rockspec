@@ -74,8 +74,13 @@ build = {
       ["dms.workflow.journal"] = "lua/dms/workflow/journal.lua",
       ["dms.workflow.session"] = "lua/dms/workflow/session.lua",
       ["dms.workflow.events"] = "lua/dms/workflow/events.lua",
+      ["dms.workflow.tables"] = "lua/dms/workflow/tables.lua",
       ["dms.runbook"] = "lua/dms/runbook/init.lua",
       ["dms.runbook.format"] = "lua/dms/runbook/format.lua",
+      ["dms.runbook.common"] = "lua/dms/runbook/common.lua",
+      ["dms.runbook.tables"] = "lua/dms/runbook/tables.lua",
+      ["dms.runbook.configs"] = "lua/dms/runbook/configs.lua",
+      ["dms.runbook.cdc"] = "lua/dms/runbook/cdc.lua",
    },
    install = {
       bin = { ["dms-runbook"] = "bin/dms-runbook" },

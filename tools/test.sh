@@ -140,6 +140,25 @@ for v in 5.4 5.1; do
     rm -rf dms module/*.o        # luarocks make builds in the source tree
 done
 
+section "release rockspec: luarocks make --deps-mode=none rockspecs/lua-dms-*.rockspec into a temporary tree"
+for spec in rockspecs/lua-dms-*.rockspec; do
+    tree="$OUT/rocks-release"
+    version=$(sed -nE 's/^version = "([^"-]+)-[0-9]+"/\1/p' "$spec")
+    if luarocks --lua-version=5.4 --tree="$tree" make --deps-mode=none "$spec" >"$OUT/rock.log" 2>&1 \
+       && (cd "$OUT" && TREE="$tree" VERSION="$version" LUA_PATH="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua;;" \
+           LUA_CPATH="$tree/lib/lua/5.4/?.so;;" lua5.4 -e '
+             local dms = require "dms"
+             assert(package.searchpath("dms.core", package.cpath):find(os.getenv("TREE"), 1, true))
+             assert(package.searchpath("dms.workflow.tables", package.path):find(os.getenv("TREE"), 1, true))
+             assert(dms._VERSION == os.getenv("VERSION"), dms._VERSION .. " is not the rockspec version")
+             assert(require("dms.workflow")._VERSION == dms._VERSION)
+             assert(require("dms.workflow.tables").list)
+             print("installed lua-dms " .. dms._VERSION .. " from the release rockspec loads")')
+    then echo "$spec: ok"; count 1 0 0
+    else cat "$OUT/rock.log"; echo "$spec: FAILED"; count 0 1 0; fi
+    rm -rf "$tree" dms module/*.o
+done
+
 section "luacheck"
 if luacheck -q lua spec bin examples tools 2>&1 | tail -n 20; then :; fi
 if ! luacheck -q lua spec bin examples tools >/dev/null 2>&1; then

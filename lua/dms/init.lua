@@ -19,7 +19,7 @@ local credentials = require "dms.credentials"
 local retry = require "dms.retry"
 local errors = require "dms.errors"
 
-local M = { _VERSION = "0.1.0", core = core, model = model }
+local M = { _VERSION = "0.2.0", core = core, model = model }
 
 local LUA_NAME = (type(jit) == "table" and jit.version) or _VERSION
 local USER_AGENT = "lua-dms/" .. M._VERSION .. " (" .. LUA_NAME:gsub(" ", "/") .. ")"

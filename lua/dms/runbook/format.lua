@@ -97,6 +97,10 @@ local FORMATS = {
   stop_sent = function() return "StopReplication" end,
   stop_unknown = function(ev) return "StopReplication outcome unknown (" .. tostring(ev.code) .. "): describing" end,
   warning = function(ev) return "WARNING: " .. tostring(ev.message) end,
+  table_error = function(ev)
+    return string_format("table %s.%s: %s (%s rows loaded, %s error rows)", tostring(ev.schema), tostring(ev.table),
+      tostring(ev.state), num(ev.rows_loaded), num(ev.error_rows))
+  end,
   ready = function(ev)
     return string_format("%s after %s (%s start(s), %s resume(s))", tostring(ev.status), duration(ev.elapsed),
       num(ev.starts), num(ev.resumes))

@@ -7,6 +7,9 @@ local dms = require "dms"
 local workflow = require "dms.workflow"
 local events = require "dms.workflow.events"
 local format = require "dms.runbook.format"
+local cdc = require "dms.runbook.cdc"
+-- commands of their own modules: COMMANDS, add_commands(parser), run(args, ctx)
+local MODULES = { (require "dms.runbook.tables"), (require "dms.runbook.configs") }
 
 local M = {}
 
@@ -83,6 +86,7 @@ local function build_parser()
     c:option("--start-type", "Start type instead of the one chosen from the replication's state.")
       :choices({ "start-replication", "resume-processing", "reload-target" })
     c:flag("--allow-reload-target", "Allow --start-type reload-target (drops and reloads the target tables).")
+    cdc.add_options(c)
   end
 
   local run = p:command("run", "Start, wait, resume after recoverable stops.")
@@ -107,6 +111,7 @@ local function build_parser()
     :choices(STOP_WAIT_FOR):default("stopped")
 
   p:command("status", "Describe the replication.")
+  for _, m in ipairs(MODULES) do m.add_commands(p) end
   return p
 end
 
@@ -223,6 +228,11 @@ function M.main(argv)
     printer:error(core.error({ kind = "validation", code = "Usage", message = message }))
     return EXIT.usage
   end
+  for _, m in ipairs(MODULES) do
+    if m.COMMANDS[args.command] then
+      return m.run(args, { printer = printer, usage = usage, exit_code = exit_code, EXIT = EXIT })
+    end
+  end
   if not args.arn then return usage("--arn is required") end
   -- checked before any request: the ARN of a DMS replication config
   if not core.build(require("dms.model"), "StopReplication", { ReplicationConfigArn = args.arn }) then
@@ -268,6 +278,7 @@ function M.main(argv)
     allow_reload_target = args.allow_reload_target or nil,
     after_fatal = args.after_fatal or nil,
     on_event = function(ev) printer:event(ev) end,
+    cdc = cdc.options(args),
   }
   if args.assess_folder or args.assess_include then
     opts.assessment = {

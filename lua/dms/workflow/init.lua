@@ -47,8 +47,11 @@ local copy = require("dms.util").copy
 local R = require "dms.workflow.replication"
 local session = require "dms.workflow.session"
 local journal = require "dms.workflow.journal"
+local tables = require "dms.workflow.tables"
+local core = require "dms.core"
+local model = require "dms.model"
 
-local M = { _VERSION = "0.1.0" }
+local M = { _VERSION = "0.2.0" }
 
 -- the vocabulary, for callers
 M.STARTING_STATUSES, M.STARTING, M.ACTIVE, M.STARTABLE = R.STARTING_STATUSES, R.STARTING, R.ACTIVE, R.STARTABLE
@@ -84,6 +87,28 @@ local function normalize_assessment(a)
   out.Exclude = list_to_words(out.Exclude)
   if out.FailOnAssessmentFailure == nil then out.FailOnAssessmentFailure = true end
   return out
+end
+
+-- cdc = { CdcStartTime =, CdcStartPosition =, CdcStopPosition = }: checked as
+-- StartReplication checks them (one start point at most), before any request
+local CDC_KEYS = { CdcStartTime = true, CdcStartPosition = true, CdcStopPosition = true }
+local CHECK_ARN = "arn:aws:dms:us-east-1:123456789012:replication-config:CHECK"
+local function check_cdc(cdc)
+  if cdc == nil then return nil end
+  if type(cdc) ~= "table" then return verr("cdc must be a table { CdcStartTime =, CdcStartPosition =, "
+    .. "CdcStopPosition = }") end
+  for k in pairs(cdc) do
+    if not CDC_KEYS[k] then return verr("cdc." .. tostring(k) .. " is not one of CdcStartTime, CdcStartPosition, "
+      .. "CdcStopPosition") end
+  end
+  local params = { ReplicationConfigArn = CHECK_ARN, StartReplicationType = "start-replication" }
+  for k in pairs(CDC_KEYS) do params[k] = cdc[k] end
+  local ok, req, err = pcall(core.build, model, "StartReplication", params)
+  if not ok then return verr("cdc: " .. tostring(req)) end
+  if not req then
+    err.message = "cdc: " .. tostring(err.message)
+    return err
+  end
 end
 
 -- Checks the options of a workflow function and returns a normalized copy
@@ -132,6 +157,8 @@ local function check_options(client, opts, targets, default_target)
     return nil, session.werr("ReloadNotAllowed", "reload-target drops and reloads the target tables: it needs "
       .. "allow_reload_target = true")
   end
+  e = tables.check_option(o.tables) or check_cdc(o.cdc)
+  if e then return nil, e end
   o.assessment = normalize_assessment(o.assessment)
   return o
 end
@@ -193,6 +220,19 @@ function M.describe(client, opts)
   if not ok then return nil, session.werr("InternalError", tostring(repl)) end
   return repl, derr
 end
+
+-- workflow.tables(client, arn | opts) -> result | nil, err: the table
+-- statistics of the replication, every page (dms.workflow.tables.list);
+-- workflow.reload_tables(client, opts): ReloadReplicationTables of named tables
+local function guarded(f)
+  return function(...)
+    local ok, res, err = pcall(f, ...)
+    if not ok then return nil, session.werr("InternalError", tostring(res)) end
+    return res, err
+  end
+end
+M.tables = guarded(tables.list)
+M.reload_tables = guarded(tables.reload)
 
 -- The lock file of the replication these options name (opts.lock_dir, else
 -- $XDG_RUNTIME_DIR, $TMPDIR or /tmp).

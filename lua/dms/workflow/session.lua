@@ -24,6 +24,7 @@ local journal = require "dms.workflow.journal"
 local phases = require "dms.workflow.phases"
 local R = require "dms.workflow.replication"
 local events = require "dms.workflow.events"
+local tables = require "dms.workflow.tables"
 
 local STARTABLE, ACTIVE, stats = R.STARTABLE, R.ACTIVE, R.stats
 
@@ -163,6 +164,7 @@ function Session:observe(repl, quiet)
   if now.capacity ~= seen.capacity and seen.status ~= nil and now.status == seen.status then
     self:emit("capacity", repl)
   end
+  tables.watch(self, repl)          -- tables entering an error state, once each
 end
 
 ---------------------------------------------------------------------------
@@ -587,6 +589,7 @@ function Session:outcome(repl, phase)
     ok = true, replication = repl, events = self.events, starts = self.state.starts,
     resumes = self.state.resumes, start_type = self.state.start_type,
     assessment = R.current_assessment(repl), elapsed = self:now() - self.t0,
+    table_errors = tables.reported(self),
   }
 end
 
@@ -616,6 +619,7 @@ function Session:first_look()
   if not repl then return nil, err end
   self:emit("described", repl, { phase = self.state.phase, start_sent = self.state.start_sent,
     start_type = repl.StartReplicationType })
+  tables.watch(self, repl)
   return self:reconcile(repl)
 end
 
