@@ -33,7 +33,7 @@ CURL_MODULE = $(BUILD_DIR)/dms/curl.so
 BUSTED = $(LUA) /usr/bin/busted
 LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
 
-.PHONY: all luajit test demo bench lint deps model clean
+.PHONY: all luajit test demo bench lint deps model rockspec clean
 
 all: $(MODULE) $(CURL_MODULE)
 
@@ -48,6 +48,12 @@ $(CURL_MODULE): $(CURL_SRCS) $(HDRS)
 # Installs the Debian packages the build, the demo and the tests need (root, or sudo).
 deps:
 	@sh tools/deps.sh
+
+# the release rockspec is the scm one with a version and a tag (spec/rockspec_spec.lua checks it)
+RELEASE = 0.2.0
+rockspec:
+	sed -e 's/^version = "scm-1"/version = "$(RELEASE)-1"/' -e 's/^   branch = "main",/   tag = "v$(RELEASE)",/' \
+	    lua-dms-scm-1.rockspec > rockspecs/lua-dms-$(RELEASE)-1.rockspec
 
 model:
 	python3 tools/gen_model.py ../shared/reference/dms/service-2.shapes.json > lua/dms/model.lua

@@ -18,6 +18,7 @@ dependencies = {
    "lua >= 5.1",
    "lua-cjson",
    "argparse",          -- bin/dms-runbook
+   "luaexpat >= 1.3",   -- STS answers (XML) for roles and web identity
 }
 external_dependencies = {
    OPENSSL = { header = "openssl/evp.h" },
@@ -44,7 +45,19 @@ build = {
       },
       ["dms"] = "lua/dms/init.lua",
       ["dms.config"] = "lua/dms/config.lua",
-      ["dms.credentials"] = "lua/dms/credentials.lua",
+      ["dms.credentials"] = "lua/dms/credentials/init.lua",
+      ["dms.credentials.cache"] = "lua/dms/credentials/cache.lua",
+      ["dms.credentials.http"] = "lua/dms/credentials/http.lua",
+      ["dms.credentials.sts"] = "lua/dms/credentials/sts.lua",
+      ["dms.credentials.sha1"] = "lua/dms/credentials/sha1.lua",
+      ["dms.credentials.env"] = "lua/dms/credentials/env.lua",
+      ["dms.credentials.profile"] = "lua/dms/credentials/profile.lua",
+      ["dms.credentials.process"] = "lua/dms/credentials/process.lua",
+      ["dms.credentials.assume_role"] = "lua/dms/credentials/assume_role.lua",
+      ["dms.credentials.web_identity"] = "lua/dms/credentials/web_identity.lua",
+      ["dms.credentials.sso"] = "lua/dms/credentials/sso.lua",
+      ["dms.credentials.container"] = "lua/dms/credentials/container.lua",
+      ["dms.credentials.imds"] = "lua/dms/credentials/imds.lua",
       ["dms.endpoint"] = "lua/dms/endpoint.lua",
       ["dms.endpoint_rules"] = "lua/dms/endpoint_rules.lua",
       ["dms.errors"] = "lua/dms/errors.lua",
