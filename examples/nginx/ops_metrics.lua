@@ -27,6 +27,11 @@ local math_huge, math_floor = math.huge, math.floor
 
 local M = {}
 
+local function now()
+  ngx.update_time()
+  return ngx.now()
+end
+
 M.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 -- seconds: DMS answers in tens of milliseconds when well, a timeout is 10 s by
@@ -267,53 +272,49 @@ M.KEYS = K
 function Store:refresh(ttl, wait, fetch)
   local d = self.dict
   local ran = false
-  if d:add(K.gate, true, ttl) then
-    -- the lock expires should its worker die in the middle of a round
-    local locked = d:add(K.running, ngx.worker.pid(), wait + 5)
-    if locked then
+  -- the lock first, then the gate: a request that cannot take the lock knows
+  -- a round may be under way and waits for it when there is nothing to serve.
+  -- The lock expires should its worker die in the middle of a round.
+  if d:add(K.running, ngx.worker.pid(), wait + 5) then
+    if d:add(K.gate, true, ttl) then
       ran = true
-      ngx.update_time()
-      local started = ngx.now()
-      local ok, text, count = pcall(fetch)
-      ngx.update_time()
-      d:set(K.last_duration, ngx.now() - started)
-      if ok and text then
-        local stored, serr = d:safe_set(K.text, text)
-        if stored then
-          d:set(K.count, count or 0)
-          d:set(K.ok_at, ngx.now())
-          d:set(K.last_ok, 1)
-          d:delete(K.last_error)
-          self:count("refreshes", { "success" })
-        else
-          ngx.log(ngx.ERR, "dms-ops: metrics: cannot keep the replication gauges (", #text, " bytes): ",
-            tostring(serr), ": make lua_shared_dict ", self.name, " larger")
-          d:set(K.last_ok, 0)
-          d:set(K.last_error, "NoMemory")
-          self:count("refreshes", { "error" })
-        end
-      else
-        local code = ok and type(count) == "table" and count.code or "InternalError"
-        if not ok then
-          ngx.log(ngx.ERR, "dms-ops: metrics: the refresh raised: ", (tostring(text):gsub("\n%s*", " | ")))
-        end
-        d:set(K.last_ok, 0)
-        d:set(K.last_error, clean(code))
-        self:count("refreshes", { "error" })
-      end
-      d:delete(K.running)
+      self:run_round(fetch)
     end
+    d:delete(K.running)
   end
   if not ran and d:get(K.text) == nil then
     -- nothing to serve yet: wait for the round under way
-    ngx.update_time()
-    local until_ = ngx.now() + wait
-    while d:get(K.running) and ngx.now() < until_ do
-      ngx.sleep(0.02)
-      ngx.update_time()
-    end
+    local until_ = now() + wait
+    while d:get(K.running) and now() < until_ do ngx.sleep(0.02) end
   end
   return ran
+end
+
+function Store:run_round(fetch)
+  local d = self.dict
+  local started = now()
+  local ok, text, count = pcall(fetch)
+  d:set(K.last_duration, now() - started)
+  if ok and text then
+    local stored, serr = d:safe_set(K.text, text)
+    if stored then
+      d:set(K.count, count or 0)
+      d:set(K.ok_at, ngx.now())
+      d:set(K.last_ok, 1)
+      d:delete(K.last_error)
+      self:count("refreshes", { "success" })
+      return
+    end
+    ngx.log(ngx.ERR, "dms-ops: metrics: cannot keep the replication gauges (", #text, " bytes): ",
+      tostring(serr), ": make lua_shared_dict ", self.name, " larger")
+    count = { code = "NoMemory" }
+  elseif not ok then
+    ngx.log(ngx.ERR, "dms-ops: metrics: the refresh raised: ", (tostring(text):gsub("\n%s*", " | ")))
+    count = { code = "InternalError" }
+  end
+  d:set(K.last_ok, 0)
+  d:set(K.last_error, clean(type(count) == "table" and count.code or "Unknown"))
+  self:count("refreshes", { "error" })
 end
 
 -- the families that describe the refresh itself
