@@ -698,26 +698,30 @@ describe("nginx ops routes and metrics, 2 workers, http_client = " .. client, fu
   describe("GET /replications", function()
     -- every page from max_items at a time
     local function all_items(query)
-      local items, pages, token = {}, 0, nil
+      local items, pages, token, sizes = {}, 0, nil, {}
       repeat
         local r = get("/replications?" .. query .. (token and ("&next_token=" .. token) or ""), AUTH)
         assert.are.equal(200, r.status, r.body)
         pages = pages + 1
+        sizes[pages] = r.json.count
         assert.are.equal(#r.json.items, r.json.count)
         for _, it_ in ipairs(r.json.items) do items[#items + 1] = it_ end
         token = r.json.next_token
         if token == cjson.null then token = nil end        -- the last page
         assert.is_true(pages < 100)
       until not token
-      return items, pages
+      return items, pages, sizes
     end
 
     it("lists every config with its replication, page by page", function()
       emu:clear_requests()
-      local items, pages = all_items("max_items=40")
+      local items, pages, sizes = all_items("max_items=40")
       local configs = emu:replications().replications
       assert.are.equal(#configs, #items)
+      -- full pages across the pages of DMS (100 configs each), the last one short
       assert.are.equal(math.ceil(#configs / 40), pages)
+      for i = 1, pages - 1 do assert.are.equal(40, sizes[i]) end
+      assert.are.equal(#configs - 40 * (pages - 1), sizes[pages])
       local seen = {}
       for _, item in ipairs(items) do
         local arn = item.ReplicationConfig.ReplicationConfigArn

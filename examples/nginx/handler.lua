@@ -898,17 +898,31 @@ local function list()
   if not client then return fail(route, cerr, fields) end
   local started = now()
   local deadline = pages_deadline()
-  local page, err = client:call("DescribeReplicationConfigs", { MaxRecords = PAGE, Marker = marker },
-    { timeout = deadline - now() })
-  if not page then return fail(route, err, fields) end
-  local configs = type(page.ReplicationConfigs) == "table" and page.ReplicationConfigs or {}
-  local slice = {}
-  for i = offset + 1, math.min(offset + max_items, #configs) do slice[#slice + 1] = configs[i] end
-  local next_token
-  if offset + max_items < #configs then
-    next_token = encode_token(marker, offset + max_items)
-  elseif page.Marker and page.Marker ~= "" then
-    next_token = encode_token(page.Marker, 0)
+  -- the configs from the token on: the rest of its DMS page, and the next
+  -- page when this answer is not full yet (two pages at most: max_items <= 100)
+  local slice, next_token, pages = {}, nil, 0
+  while true do
+    pages = pages + 1
+    if pages > 10 then   -- empty pages that go on: DMS would not
+      return fail(route, dms_errors.new("service", "TooManyPages",
+        "DescribeReplicationConfigs answered empty pages with markers"), fields)
+    end
+    local page, err = client:call("DescribeReplicationConfigs", { MaxRecords = PAGE, Marker = marker },
+      { timeout = deadline - now() })
+    if not page then return fail(route, err, fields) end
+    local configs = type(page.ReplicationConfigs) == "table" and page.ReplicationConfigs or {}
+    local take = math.min(#configs, offset + max_items - #slice)
+    for i = offset + 1, take do slice[#slice + 1] = configs[i] end
+    if take < #configs then
+      next_token = encode_token(marker, take)
+      break
+    end
+    if page.Marker == nil or page.Marker == "" then break end   -- the last page
+    marker, offset = page.Marker, 0
+    if #slice >= max_items then
+      next_token = encode_token(marker, 0)
+      break
+    end
   end
 
   -- their replications: one filter naming the ARNs of this slice (paged too)
