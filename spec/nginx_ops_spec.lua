@@ -677,6 +677,18 @@ describe("nginx ops routes and metrics, 2 workers, http_client = " .. client, fu
         srv:error_log())
     end)
 
+    it("does not wait for a replication that runs: DMS refuses the start at once", function()
+      local arn = own()
+      emu:clear_requests()
+      local t0 = core.now()
+      local r = post("/replications/start", { arn = arn, type = "resume-processing", wait = "deprovisioned" }, AUTH)
+      assert.are.equal(409, r.status, r.body)
+      assert.matches("RUNNING", r.json.error.message)
+      assert.is_true(core.now() - t0 < 2, "it waited")
+      assert.are.equal(1, log_count("StartReplication"))
+      assert.are.equal(1, log_count("DescribeReplications"))
+    end)
+
     it("checks the start before waiting: a bad request is answered at once", function()
       emu:clear_requests()
       local arn = emulator.ARN_CDC

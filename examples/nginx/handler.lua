@@ -673,6 +673,14 @@ end
 ---------------------------------------------------------------------------
 -- routes
 
+-- The end of a start's wait: the capacity is released, or the replication
+-- runs or is starting (no capacity will be released: the start goes now, and
+-- DMS answers why it refuses it).
+local function start_can_go(r)
+  if replication.capacity_released(r) then return true end
+  return replication.ACTIVE[r.Status] == true and r.Status ~= "stopping"
+end
+
 -- POST /replications/start
 local function start()
   local route = "POST /replications/start"
@@ -717,8 +725,8 @@ local function start()
       return bad_request(route, "InvalidParameter", "the parameters could not be read: " .. tostring(req), nil, fields)
     end
     if not req then return fail(route, berr, fields, MEMBER_FIELDS) end
-    local repl, werr = wait_until(client, params.ReplicationConfigArn, replication.capacity_released,
-      started + bound, "deprovisioned", state)
+    local repl, werr = wait_until(client, params.ReplicationConfigArn, start_can_go, started + bound,
+      "deprovisioned", state)
     fields.waited = string_format("%.3f", now() - started)
     if werr == "aborted" then
       return aborted(route, fields, "the start was not sent")
