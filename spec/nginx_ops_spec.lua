@@ -104,6 +104,24 @@ describe("ops_metrics: the text format writer", function()
     assert.are.equal(7.5, exposition.value(doc, "t_seconds_sum", { op = "A" }))
   end)
 
+  it("tells the outcome of an exchange and its error code", function()
+    local function resp(status, body, headers)
+      return { status = status, body = body or "", headers = headers or {} }
+    end
+    assert.are.same({ "success" }, { m.outcome_of(resp(200, "{}")) })
+    assert.are.same({ "throttled", "ThrottlingException" },
+      { m.outcome_of(resp(400, '{"__type":"ThrottlingException","message":"Rate exceeded"}')) })
+    assert.are.same({ "client_error", "ResourceNotFoundFault" }, { m.outcome_of(resp(400, "",
+      { ["x-amzn-errortype"] = "ResourceNotFoundFault:http://internal.amazon.com/" })) })
+    assert.are.same({ "client_error", "AccessDeniedException" },
+      { m.outcome_of(resp(400, '{"__type":"com.amazon.coral#AccessDeniedException"}')) })
+    assert.are.same({ "server_error", "HTTP503" }, { m.outcome_of(resp(503, "<html>busy</html>")) })
+    assert.are.same({ "timeout", "Timeout" }, { m.outcome_of(nil, { code = "Timeout" }) })
+    assert.are.same({ "network_error", "ConnectionLost" }, { m.outcome_of(nil, { code = "ConnectionLost" }) })
+    assert.are.equal("StopReplication", m.operation_of({ headers = { { "Host", "x" },
+      { "X-Amz-Target", "AmazonDMSv20160101.StopReplication" } } }))
+  end)
+
   it("renders the replications of a round: every family once, the current status and capacity state", function()
     local text = m.render_replications({
       { ReplicationConfigArn = "arn:a", ReplicationConfigIdentifier = "a", ReplicationType = "cdc",

@@ -231,7 +231,7 @@ local function logger(level, message, fields)
 end
 
 ---------------------------------------------------------------------------
--- metrics of the DMS calls: a transport that times each exchange
+-- the metrics store of this worker
 
 local store, store_why   -- the shared-dict store of this worker (nil without the dict)
 local store_warned = false
@@ -244,64 +244,6 @@ local function get_store()
     ngx.log(ngx.WARN, "dms-ops: metrics are off: ", store_why)
   end
   return store, store_why
-end
-
--- "AmazonDMSv20160101.StartReplication" -> "StartReplication"
-local function operation_of(req)
-  for _, h in ipairs(type(req.headers) == "table" and req.headers or {}) do
-    if type(h) == "table" and type(h[1]) == "string" and h[1]:lower() == "x-amz-target" then
-      return tostring(h[2]):match("([%w_]+)$") or "unknown"
-    end
-  end
-  return "unknown"
-end
-
--- the error type of a DMS error answer ("prefix#Code:extra" -> "Code")
-local function error_type(resp)
-  local t = resp.headers and resp.headers["x-amzn-errortype"]
-  if type(t) ~= "string" or t == "" then
-    local body = resp.body
-    if type(body) == "string" and #body <= 65536 then
-      local doc = cjson.decode(body)
-      t = type(doc) == "table" and (doc.__type or doc.code or doc.Code) or nil
-    end
-  end
-  if type(t) ~= "string" or t == "" then return "HTTP" .. tostring(resp.status) end
-  return (t:match("#(.*)$") or t):match("^([^:]*)")
-end
-
--- the outcome of one exchange, and its error code when it failed
-local function outcome_of(resp, err)
-  if not resp then
-    local code = type(err) == "table" and err.code or "TransportFailed"
-    return code == "Timeout" and "timeout" or "network_error", code
-  end
-  local status = resp.status
-  if status < 400 then return "success" end
-  local code = error_type(resp)
-  if status >= 500 then return "server_error", code end
-  if dms_errors.is_throttling(code) then return "throttled", code end
-  return "client_error", code
-end
-
-local function metered(transport)
-  local w = {}
-  function w.request(_, req)
-    local started = now()
-    local resp, err = transport:request(req)
-    local elapsed = now() - started
-    local ok, merr = pcall(function()
-      local s = get_store()
-      if s then
-        local outcome, code = outcome_of(resp, err)
-        s:observe_call(operation_of(req), outcome, elapsed, code)
-      end
-    end)
-    if not ok then ngx.log(ngx.ERR, "dms-ops: metrics: ", tostring(merr)) end
-    return resp, err
-  end
-  function w.http_client() return transport:http_client() end
-  return w
 end
 
 ---------------------------------------------------------------------------
@@ -334,7 +276,8 @@ local function get_client()
     region = region, endpoint = endpoint,
     timeout = { connect = connect_timeout, total = timeout },
     retry = { max_attempts = max_attempts },
-    transport = metered(transport),
+    -- each exchange counted and timed in the shared dict
+    transport = ops_metrics.metered(transport, get_store),
     logger = logger,
   })
   if not client then return nil, err end

@@ -5,7 +5,8 @@
 --   local metrics = require "ops_metrics"
 --   local store = metrics.store("dms_ops_metrics")        -- nil, why without the dict
 --   store:observe_call("DescribeReplications", "success", 0.042)
---   local text = store:render(gauge_text)
+--   local text = store:render({ { "version", "0.1.0" } })
+--   local transport = metrics.metered(require("dms.transport.ngx").new(opts), get_store)
 --
 -- Counters and histogram buckets are incremented atomically (shdict incr);
 -- the per-replication gauges are one block of text that one worker renders
@@ -24,6 +25,9 @@ local type, tostring, tonumber, pairs, ipairs, setmetatable, pcall =
 local string_format = string.format
 local table_concat, table_sort = table.concat, table.sort
 local math_huge, math_floor = math.huge, math.floor
+
+local cjson = require("cjson.safe").new()
+local dms_errors = require "dms.errors"
 
 local M = {}
 
@@ -242,6 +246,71 @@ function Store:render_counters()
     end
   end
   return table_concat(out)
+end
+
+---------------------------------------------------------------------------
+-- a transport that counts and times each exchange with DMS
+
+-- "AmazonDMSv20160101.StartReplication" -> "StartReplication"
+local function operation_of(req)
+  for _, h in ipairs(type(req.headers) == "table" and req.headers or {}) do
+    if type(h) == "table" and type(h[1]) == "string" and h[1]:lower() == "x-amz-target" then
+      return tostring(h[2]):match("([%w_]+)$") or "unknown"
+    end
+  end
+  return "unknown"
+end
+M.operation_of = operation_of
+
+-- the error type of a DMS error answer ("prefix#Code:extra" -> "Code")
+local function error_type(resp)
+  local t = resp.headers and resp.headers["x-amzn-errortype"]
+  if type(t) ~= "string" or t == "" then
+    local body = resp.body
+    if type(body) == "string" and #body <= 65536 then
+      local doc = cjson.decode(body)
+      t = type(doc) == "table" and (doc.__type or doc.code or doc.Code) or nil
+    end
+  end
+  if type(t) ~= "string" or t == "" then return "HTTP" .. tostring(resp.status) end
+  return (t:match("#(.*)$") or t):match("^([^:]*)")
+end
+
+-- the outcome of one exchange (one of OUTCOMES), and its error code when it failed
+function M.outcome_of(resp, err)
+  if not resp then
+    local code = type(err) == "table" and err.code or "TransportFailed"
+    return code == "Timeout" and "timeout" or "network_error", code
+  end
+  local status = resp.status
+  if status < 400 then return "success" end
+  local code = error_type(resp)
+  if status >= 500 then return "server_error", code end
+  if dms_errors.is_throttling(code) then return "throttled", code end
+  return "client_error", code
+end
+
+-- Wraps a transport (dms.transport.ngx): each request is timed and counted in
+-- the store get_store() returns (nothing is counted without one). What the
+-- transport answers is passed on untouched; counting never fails a request.
+function M.metered(transport, get_store)
+  local w = {}
+  function w.request(_, req)
+    local started = now()
+    local resp, err = transport:request(req)
+    local elapsed = now() - started
+    local ok, merr = pcall(function()
+      local s = get_store()
+      if s then
+        local outcome, code = M.outcome_of(resp, err)
+        s:observe_call(operation_of(req), outcome, elapsed, code)
+      end
+    end)
+    if not ok then ngx.log(ngx.ERR, "dms-ops: metrics: ", tostring(merr)) end
+    return resp, err
+  end
+  function w.http_client() return transport:http_client() end
+  return w
 end
 
 ---------------------------------------------------------------------------
