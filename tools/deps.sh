@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages that lua-dms needs to build, test and run the demo.
 # Does nothing when they are all there already.
-PKGS="lua5.4 liblua5.4-dev lua-cjson lua-expat libcurl4-openssl-dev libssl-dev lua-busted lua-check luarocks lua-argparse nginx libnginx-mod-http-lua libluajit2-5.1-dev luajit2 valgrind clang openssl bsdutils python3 curl"
+PKGS="lua5.4 liblua5.4-dev lua-cjson lua-expat libcurl4-openssl-dev libssl-dev lua-busted lua-check luarocks lua-argparse nginx libnginx-mod-http-lua libluajit2-5.1-dev luajit2 valgrind clang openssl bsdutils python3 curl python3-prometheus-client"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
