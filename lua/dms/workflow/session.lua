@@ -13,6 +13,12 @@
 --   * crash-safe: save writes the journal before the request leaves
 --     (phase starting/resuming with start_pending), load goes on from it;
 --   * one runbook per replication: the journal's lock, taken in open.
+--
+-- A session is driven by a fleet (fleet.lua), one or many sessions at once:
+-- its describes (describe_once) and pauses (pause) are handed to the fleet,
+-- which makes one paged DescribeReplications round for every session that
+-- looks, and the concurrency slots (send_start, adopt, confirm) are the
+-- fleet's. Without a fleet (workflow.describe) a session calls DMS itself.
 local type, pairs, ipairs, tostring, tonumber, pcall, setmetatable =
       type, pairs, ipairs, tostring, tonumber, pcall, setmetatable
 local math_min, math_max, math_random = math.min, math.max, math.random
@@ -58,6 +64,7 @@ function M.new(client, o)
   local self = setmetatable({
     client = client,
     arn = o.replication_config_arn,
+    id = o.id,                -- the ReplicationConfigIdentifier, once known
     opts = o,
     wait_for = o.wait_for or "running",
     assessment = o.assessment,
@@ -78,7 +85,7 @@ function M.new(client, o)
     ours = false,
     refusals = 0,
     seen = {},
-    state = { version = 1, arn = o.replication_config_arn, phase = phases.NEW, start_sent = false,
+    state = { version = 1, arn = o.replication_config_arn, id = o.id, phase = phases.NEW, start_sent = false,
               starts = 0, resumes = 0 },
   }, Session)
   self.t0 = clock()
@@ -96,16 +103,21 @@ function Session:call_options()
   return { timeout = left > 0.001 and left or 0.001 }
 end
 
+-- a pause of `seconds`, jittered (in a fleet the rounds are jittered instead)
 function Session:jitter(seconds)
+  if self.fleet then return seconds end
   local j = self.jitter_ratio
   return seconds * (1 - j + 2 * j * self.random())
 end
 
--- sleeps, never past the deadline
+-- sleeps, never past the deadline (in a fleet: until the fleet's round that
+-- follows the pause)
 function Session:pause(seconds)
   local left = self:remaining()
   if seconds > left then seconds = left end
-  if seconds > 0 then self.sleep(seconds) end
+  if seconds <= 0 then return end
+  if self.fleet then return self.fleet:sleep(self, self:now() + seconds) end
+  self.sleep(seconds)
 end
 
 function Session:log(level, message, fields)
@@ -115,7 +127,7 @@ end
 function Session:emit(kind, repl, extra)
   local now = self:now()
   local ev = events.from_replication(repl or self.repl,
-    { type = kind, arn = self.arn, time = now, elapsed = now - self.t0 })
+    { type = kind, arn = self.arn, id = self.id, time = now, elapsed = now - self.t0 })
   for k, v in pairs(extra or {}) do ev[k] = v end
   self.events[#self.events + 1] = ev
   if self.on_event then pcall(self.on_event, ev) end
@@ -136,6 +148,10 @@ function Session:observe(repl, quiet)
   local seen = self.seen
   self.seen = now
   self.repl = repl
+  if self.id == nil and type(repl.ReplicationConfigIdentifier) == "string" then
+    self.id = repl.ReplicationConfigIdentifier
+    self.state.id = self.id
+  end
   if quiet then return end
   if now.status ~= seen.status then
     if self.opened then self:save() end       -- best effort: the saves that matter are checked
@@ -248,6 +264,7 @@ end
 -- Talking to DMS
 
 function Session:describe_once()
+  if self.fleet then return self.fleet:look(self) end
   local resp, err = self.client:describe_replications({
     Filters = { { Name = "replication-config-arn", Values = { self.arn } } },
   }, self:call_options())
@@ -348,12 +365,14 @@ end
 
 -- a run we did not start is under way: from now on it is ours to watch
 function Session:adopt(repl)
+  if self.fleet then self.fleet:hold_slot(self) end
   if self.ours then return true end
   self.ours = true
   return self:save({ run_started = true, phase = phases.WAITING, run_start_date = stats(repl).StartDate })
 end
 
 function Session:confirm(start_type, repl, is_resume, how)
+  if self.fleet then self.fleet:hold_slot(self) end
   local s = self.state
   self.ours = true
   self.confirmed_here = true
@@ -378,6 +397,19 @@ function Session:send_start(start_type, repl, is_resume)
   repl, err = self:wait_capacity(repl)
   if not repl then return nil, err end
   if not STARTABLE[repl.Status] then return repl end      -- it moved meanwhile: decide again
+  if self.fleet and not self.slot then
+    -- a start (or resume) takes one of the fleet's slots, waiting its turn
+    local fresh, ferr = self.fleet:take_slot(self, repl)
+    if not fresh then return nil, ferr end
+    if fresh ~= repl then
+      -- it waited: go on only when DMS shows the replication as it was
+      if fresh.Status ~= repl.Status or R.started_since(R.before(repl), fresh)
+          or not R.capacity_released(fresh) then
+        return fresh
+      end
+      repl = fresh
+    end
+  end
 
   local params = { ReplicationConfigArn = self.arn, StartReplicationType = start_type }
   if self.assessment and not is_resume then params.PremigrationAssessmentSettings = self.assessment end
@@ -584,7 +616,7 @@ function Session:outcome(repl, phase)
     starts = self.state.starts, resumes = self.state.resumes, start_type = self.state.start_type })
   self:close()
   return {
-    ok = true, replication = repl, events = self.events, starts = self.state.starts,
+    ok = true, arn = self.arn, id = self.id, replication = repl, events = self.events, starts = self.state.starts,
     resumes = self.state.resumes, start_type = self.state.start_type,
     assessment = R.current_assessment(repl), elapsed = self:now() - self.t0,
   }
@@ -606,7 +638,7 @@ function Session:fail(err)
   self:emit("error", err.replication or self.repl, { code = err.code, kind = err.kind, message = err.message })
   if err.replication == nil then err.replication = self.repl end
   err.events = self.events
-  err.arn = self.arn
+  err.arn, err.id = self.arn, self.id
   self:close()
   return nil, err
 end
