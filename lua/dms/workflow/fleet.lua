@@ -464,11 +464,9 @@ function Fleet:round(lookers)
   else
     self.backoff, self.hold_until = nil, nil
   end
-  if self.on_round then
-    pcall(self.on_round, { round = self.rounds, replications = #arns, requests = requests,
-      ms = (core.monotonic() - t0) * 1000, in_flight = self.in_flight, queued = #self.queue,
-      code = failure and failure.code or nil, time = self.last_round })
-  end
+  -- told once the sessions have gone on from what the round showed
+  self.round_info = { round = self.rounds, replications = #arns, requests = requests,
+    ms = (core.monotonic() - t0) * 1000, code = failure and failure.code or nil, time = self.last_round }
   for _, m in ipairs(lookers) do
     local repl = views[m.arn]
     m.state = "run"
@@ -508,6 +506,12 @@ function Fleet:run()
   local round_due = true
   while true do
     self:run_pass()
+    local info = self.round_info
+    if info then
+      self.round_info = nil
+      info.in_flight, info.queued, info.alive = self.in_flight, #self.queue, self.alive
+      if self.on_round then pcall(self.on_round, info) end
+    end
     if self.alive <= 0 then break end
     local lookers, sleepers = {}, 0
     for _, m in ipairs(self.members) do
