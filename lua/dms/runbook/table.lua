@@ -24,7 +24,7 @@ local LOGGED = {
 
 -- what a row shows in its last column, by event type
 local NOTES = {
-  queued = function(ev) return "queued (" .. tostring(ev.position) .. ")" end,
+  queued = function() return "queued" end,
   start_sent = function() return "starting" end,
   resume_sent = function(ev) return "resuming (" .. tostring(ev.attempt) .. ")" end,
   started = function() return "" end,
@@ -247,7 +247,9 @@ function Board:draw()
   if self.drawn > 0 then buf[#buf + 1] = "\27[" .. self.drawn .. "A\r\27[J" end
   for _, line in ipairs(self.pending) do buf[#buf + 1] = line .. "\27[K\n" end
   self.pending = {}
-  local lines = self:lines(math_max(self.rows_max - 3, 3))
+  -- one line short of the screen: erasing from its first line would clear the
+  -- whole screen, which some terminals (tmux) keep in their history
+  local lines = self:lines(math_max(self.rows_max - 4, 3))
   for _, line in ipairs(lines) do
     if #line >= self.cols then line = line:sub(1, self.cols - 1) end
     buf[#buf + 1] = line .. "\27[K\n"
