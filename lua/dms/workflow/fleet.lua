@@ -379,9 +379,11 @@ function Fleet.look(_)
   return co_yield("look")
 end
 
--- called by a session: resume it at the round that follows `wake`
-function Fleet.sleep(_, _, wake)
-  co_yield("sleep", wake)
+-- Called by a session: resume it at the round that follows `wake`. A pause
+-- counts from the start of the pass in which the session took it, so that
+-- the sessions of one round, acted on one after the other, wake together.
+function Fleet:sleep(s, wake)
+  co_yield("sleep", self.pass_time + (wake - s:now()))
 end
 
 -- Called by a session before a start: returns `repl` once it holds a slot,
@@ -505,6 +507,7 @@ end
 function Fleet:run()
   local round_due = true
   while true do
+    self.pass_time = self:now()
     self:run_pass()
     local info = self.round_info
     if info then
