@@ -155,7 +155,9 @@ describe("bin/dms-runbook on a fleet", function()
 
   it("takes --arn repeated with identifiers and ARNs, and --arns-file, as one selection", function()
     local arns = {}
-    for _, r in ipairs(emu:replications().replications) do arns[r.ReplicationConfigIdentifier] = r.ReplicationConfigArn end
+    for _, r in ipairs(emu:replications().replications) do
+      arns[r.ReplicationConfigIdentifier] = r.ReplicationConfigArn
+    end
     files.write(dir .. "/list.txt", "# the second half\n\n" .. table.concat(wave(11, 12), "\n") .. "\n  "
       .. arns["wave-14"] .. "  \n")
     local code, out, err = runbook("run --arn wave-01 --arn " .. arns["wave-01"] .. " --arn " .. arns["wave-02"]
@@ -179,7 +181,9 @@ describe("bin/dms-runbook on a fleet", function()
 
   it("reports a replication another runbook drives as Locked (exit 6), the others reach the target", function()
     local arns = {}
-    for _, r in ipairs(emu:replications().replications) do arns[r.ReplicationConfigIdentifier] = r.ReplicationConfigArn end
+    for _, r in ipairs(emu:replications().replications) do
+      arns[r.ReplicationConfigIdentifier] = r.ReplicationConfigArn
+    end
     local path = require("dms.workflow").lock_path({ replication_config_arn = arns["wave-03"], lock_dir = dir })
     files.write(dir .. "/hold.lua", "local core = require 'dms.core'\nlocal l = assert(core.lock(arg[1]))\n"
       .. "io.write('locked\\n') io.stdout:flush()\ncore.sleep(30)\nl:release()\n")
