@@ -59,8 +59,11 @@ build = {
       ["dms.workflow.journal"] = "lua/dms/workflow/journal.lua",
       ["dms.workflow.session"] = "lua/dms/workflow/session.lua",
       ["dms.workflow.events"] = "lua/dms/workflow/events.lua",
+      ["dms.workflow.fleet"] = "lua/dms/workflow/fleet.lua",
       ["dms.runbook"] = "lua/dms/runbook/init.lua",
       ["dms.runbook.format"] = "lua/dms/runbook/format.lua",
+      ["dms.runbook.fleet"] = "lua/dms/runbook/fleet.lua",
+      ["dms.runbook.table"] = "lua/dms/runbook/table.lua",
    },
    install = {
       bin = { ["dms-runbook"] = "bin/dms-runbook" },
