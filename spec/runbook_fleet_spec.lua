@@ -252,11 +252,15 @@ describe("bin/dms-runbook on a fleet", function()
     -- the state files the killed run left: those of runs under way go on from them
     local states, under_way = 0, 0
     for name in io.popen("ls " .. state_dir):lines() do
-      states = states + 1
-      local saved = cjson.decode((assert(files.read(state_dir .. "/" .. name))))
-      if saved.phase ~= "done" and saved.phase ~= "new" then under_way = under_way + 1 end
+      -- (a file the kill caught before its rename is no state file: its start was never sent)
+      if name:match("%.json$") then
+        states = states + 1
+        local saved = cjson.decode((assert(files.read(state_dir .. "/" .. name))))
+        local terminal = { new = true, done = true, stopped = true, failed = true }
+        if not terminal[saved.phase] then under_way = under_way + 1 end
+      end
     end
-    assert.truthy(states >= 7)
+    assert.truthy(states >= 6)
     assert.truthy(under_way >= 1)
 
     local code, out, err = runbook(args, slow.url)

@@ -94,6 +94,8 @@ function M.new(client, o)
 end
 
 function Session:now() return self.clock() end
+-- how messages name the replication: its identifier once known, else its ARN
+function Session:name() return self.id or self.arn end
 function Session:remaining() return self.deadline - self.clock() end
 
 -- the options of each DMS call: the runbook's deadline bounds every request
@@ -191,7 +193,7 @@ function Session:save(extra)
   if extra and extra.phase and extra.phase ~= s.phase then
     local ok, why = phases.allowed(s.phase, extra.phase)
     if not ok then
-      return nil, werr("PhaseTransition", "the workflow tried to save " .. why .. " for " .. self.arn)
+      return nil, werr("PhaseTransition", "the workflow tried to save " .. why .. " for " .. self:name())
     end
   end
   for k, v in pairs(extra or {}) do s[k] = v end
@@ -277,7 +279,7 @@ function Session:describe_once()
 end
 
 function Session:timeout_error(what)
-  return werr("Timeout", string_format("%s did not %s within %s s", self.arn, what,
+  return werr("Timeout", string_format("%s did not %s within %s s", self:name(), what,
     tostring(self.timeout)), { replication = self.repl })
 end
 
@@ -419,7 +421,7 @@ function Session:send_start(start_type, repl, is_resume)
     end
   end
   if start_type == "reload-target" then
-    local msg = "RELOAD-TARGET requested for " .. self.arn .. ": the target tables are dropped or truncated "
+    local msg = "RELOAD-TARGET requested for " .. self:name() .. ": the target tables are dropped or truncated "
       .. "and loaded again from the source"
     self:log("warn", msg, { arn = self.arn })
     self:emit("warning", repl, { message = msg, start_type = start_type })
@@ -486,7 +488,7 @@ function Session:send_start(start_type, repl, is_resume)
     end
     self:emit("start_refused", fresh, { code = err.code, message = err.message, start_type = start_type })
     local refused = werr("StartRefused", string_format("DMS refused StartReplication %s of %s: %s", start_type,
-      self.arn, tostring(err.message)), { replication = fresh, start_type = start_type,
+      self:name(), tostring(err.message)), { replication = fresh, start_type = start_type,
       service_code = err.code, service_message = err.message })
     if not moved and R.capacity_released(fresh) then return nil, refused end
     -- it moved on: the caller decides again from what it shows (a bounded number of times)
@@ -529,7 +531,7 @@ end
 function Session:choose_start_type(repl)
   local explicit = self.opts.start_type
   if explicit and explicit ~= "start-replication" and repl.Status == "created" then
-    return nil, werr("NotStarted", self.arn .. " has never run: its first start is start-replication",
+    return nil, werr("NotStarted", self:name() .. " has never run: its first start is start-replication",
       { replication = repl })
   end
   if explicit then return explicit end
@@ -543,11 +545,11 @@ function Session:choose_start_type(repl)
   end
   if class == "fatal" or class == "assessment_failed" then
     return nil, werr("FatalStop", string_format("%s %s with %s; it is not resumed automatically: fix the "
-      .. "cause, then resume it explicitly (start_type = \"resume-processing\")", self.arn, repl.Status,
+      .. "cause, then resume it explicitly (start_type = \"resume-processing\")", self:name(), repl.Status,
       repl.StopReason or "a fatal error"), { replication = repl })
   end
   if repl.ReplicationType == "full-load" then
-    return nil, werr("StartTypeRequired", self.arn .. " is a full-load replication that has run: starting it "
+    return nil, werr("StartTypeRequired", self:name() .. " is a full-load replication that has run: starting it "
       .. "again loads the target again; ask for start_type explicitly", { replication = repl })
   end
   return "resume-processing"
@@ -565,26 +567,26 @@ function Session:ended(repl, allow_resume)
   local extra = { replication = repl, stop_reason = repl.StopReason, failure_messages = repl.FailureMessages }
   if class == "assessment_failed" then
     local a = R.current_assessment(repl)
-    return werr("AssessmentFailed", string_format("the premigration assessment of %s failed%s", self.arn,
+    return werr("AssessmentFailed", string_format("the premigration assessment of %s failed%s", self:name(),
       a and a.LastFailureMessage and (": " .. a.LastFailureMessage) or ""), extra)
   end
   if class == "fatal" then
     local fm = type(repl.FailureMessages) == "table" and repl.FailureMessages[1]
-    return werr("FatalStop", string_format("%s %s (%s)%s; it is not resumed", self.arn, repl.Status,
+    return werr("FatalStop", string_format("%s %s (%s)%s; it is not resumed", self:name(), repl.Status,
       tostring(repl.StopReason), fm and (": " .. fm) or ""), extra)
   end
   if class == "recoverable" then
     if not allow_resume or not self.resume_enabled then
-      return werr("RecoverableStop", string_format("%s stopped (%s): it can be resumed", self.arn,
+      return werr("RecoverableStop", string_format("%s stopped (%s): it can be resumed", self:name(),
         tostring(repl.StopReason)), extra)
     end
     if self.state.resumes >= self.max_resumes then
-      return werr("ResumeLimit", string_format("%s stopped (%s) after %d automatic resumes", self.arn,
+      return werr("ResumeLimit", string_format("%s stopped (%s) after %d automatic resumes", self:name(),
         tostring(repl.StopReason), self.state.resumes), extra)
     end
     return nil
   end
-  return werr("Stopped", string_format("%s stopped (%s) before it reached %s", self.arn,
+  return werr("Stopped", string_format("%s stopped (%s) before it reached %s", self:name(),
     tostring(repl.StopReason), self.wait_for), extra)
 end
 
@@ -693,7 +695,7 @@ function Session:run_steps()
       repl, err = self:send_start(start_type, repl, false)
       if not repl then return self:fail(err) end
     elseif status == "deleting" then
-      return self:fail(werr("InvalidState", self.arn .. " is being deleted", { replication = repl }))
+      return self:fail(werr("InvalidState", self:name() .. " is being deleted", { replication = repl }))
     else
       -- modifying or a status this library does not know: look again later
       if self:remaining() <= 0 then return self:fail(self:timeout_error("reach " .. self.wait_for)) end
@@ -727,10 +729,10 @@ function Session:start_steps(is_resume)
       if is_resume then
         start_type = "resume-processing"
         if status == "created" then
-          terr = werr("NotStarted", self.arn .. " has never run: it cannot be resumed", { replication = repl })
+          terr = werr("NotStarted", self:name() .. " has never run: it cannot be resumed", { replication = repl })
         elseif R.classify(repl, self.resume_on) == "fatal" and not self.opts.after_fatal then
           terr = werr("FatalStop", string_format("%s %s (%s): resuming after a fatal error needs after_fatal = true",
-            self.arn, status, tostring(repl.StopReason)), { replication = repl })
+            self:name(), status, tostring(repl.StopReason)), { replication = repl })
         end
       else
         start_type, terr = self:choose_start_type(repl)
@@ -739,7 +741,7 @@ function Session:start_steps(is_resume)
       repl, err = self:send_start(start_type, repl, false)
       if not repl then return self:fail(err) end
     elseif status == "deleting" then
-      return self:fail(werr("InvalidState", self.arn .. " is being deleted", { replication = repl }))
+      return self:fail(werr("InvalidState", self:name() .. " is being deleted", { replication = repl }))
     else
       if self:remaining() <= 0 then return self:fail(self:timeout_error("become startable")) end
       self:pause(self:jitter(self.interval))
@@ -758,7 +760,7 @@ function Session:wait_steps()
     if R.reached(self.wait_for, repl, true, false, self.resume_on) then return self:outcome(repl) end
     if STARTABLE[repl.Status] and not self:stale(repl) then
       if repl.Status == "created" then
-        return self:fail(werr("NotStarted", self.arn .. " has not been started", { replication = repl }))
+        return self:fail(werr("NotStarted", self:name() .. " has not been started", { replication = repl }))
       end
       return self:fail(self:ended(repl, false))
     end
@@ -774,7 +776,7 @@ function Session:assess_steps()
   if not repl then return self:fail(err) end
   if not (ACTIVE[repl.Status] and R.current_assessment(repl)) then
     if ACTIVE[repl.Status] then
-      return self:fail(werr("InvalidState", self.arn .. " is " .. repl.Status .. " without an assessment: "
+      return self:fail(werr("InvalidState", self:name() .. " is " .. repl.Status .. " without an assessment: "
         .. "an assessment runs as part of a start", { replication = repl }))
     end
     while STARTABLE[repl.Status] and not (self.ours and not self:stale(repl)) do
@@ -794,7 +796,7 @@ function Session:assess_steps()
   if (a and (a.Status == "failed" or a.Status == "error")) or STARTABLE[repl.Status] then
     local why = STARTABLE[repl.Status] and self:ended(repl, false)
     if not why or (a and (a.Status == "failed" or a.Status == "error") and why.code ~= "AssessmentFailed") then
-      why = werr("AssessmentFailed", string_format("the premigration assessment of %s %s%s", self.arn,
+      why = werr("AssessmentFailed", string_format("the premigration assessment of %s %s%s", self:name(),
         a and a.Status or "did not finish", a and a.LastFailureMessage and (": " .. a.LastFailureMessage) or ""),
         { replication = repl })
     end
