@@ -69,6 +69,8 @@ function M.is_fleet(args, names)
   return #(args.match or {}) > 0 or args.arns_file ~= nil or #names > 1
 end
 
+local function command_of(args) return args.command end
+
 local function is_terminal()
   local term = os.getenv("TERM")
   if not term or term == "" or term == "dumb" then return false end
@@ -108,7 +110,10 @@ function M.main(ctx)
   opts.replication_config_arn, opts.state_file = nil, nil
   opts.concurrency = args.concurrency
   opts.state_dir = args.state_dir
+  local waiting_too = (command_of(args) == "start" or command_of(args) == "resume") and args.wait_for
   opts.on_event = function(ev)
+    -- start or resume with --wait-for: one summary per replication, the wait's
+    if waiting_too and ev.type == "ready" then return end
     if board then board:event(ev) else printer:event(ev) end
   end
   opts.on_round = function(info)
