@@ -69,8 +69,6 @@ function M.is_fleet(args, names)
   return #(args.match or {}) > 0 or args.arns_file ~= nil or #names > 1
 end
 
-local function command_of(args) return args.command end
-
 local function is_terminal()
   local term = os.getenv("TERM")
   if not term or term == "" or term == "dumb" then return false end
@@ -110,7 +108,7 @@ function M.main(ctx)
   opts.replication_config_arn, opts.state_file = nil, nil
   opts.concurrency = args.concurrency
   opts.state_dir = args.state_dir
-  local waiting_too = (command_of(args) == "start" or command_of(args) == "resume") and args.wait_for
+  local waiting_too = (args.command == "start" or args.command == "resume") and args.wait_for
   opts.on_event = function(ev)
     -- start or resume with --wait-for: one summary per replication, the wait's
     if waiting_too and ev.type == "ready" then return end
