@@ -156,13 +156,23 @@ function M.main(ctx)
     if outcome then
       collect(outcome)
       if args.wait_for then
-        local started = {}
+        local started, counts = {}, {}
         for _, key in ipairs(outcome.order) do
           local r = outcome.results[key]
-          if r.ok then started[#started + 1] = r.arn or key end
+          if r.ok then
+            started[#started + 1] = r.arn or key
+            counts[r.arn or key] = r
+          end
         end
         if #started > 0 then
           opts.replication_config_arns, opts.wait_for = started, args.wait_for
+          local show = opts.on_event
+          opts.on_event = function(ev)
+            -- the summary of the wait, with the counts of the start
+            local c = ev.type == "done" and counts[ev.arn]
+            if c then ev.starts, ev.resumes = c.starts, c.resumes end
+            show(ev)
+          end
           local waited, werr = workflow.wait_many(client, opts)
           if not waited then return fail(werr) end
           err = werr or err
