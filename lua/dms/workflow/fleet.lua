@@ -213,16 +213,25 @@ function Fleet:patiently(fn)
 end
 
 -- the replication configs `filter` selects (values in chunks of 100); a chunk
--- that matches nothing is no error
-function Fleet:configs(filter, values)
+-- that matches nothing is no error. With `once`, no patience beyond the
+-- client's own retries.
+function Fleet:configs(filter, values, once)
   local out = {}
   local groups = values and chunks(values, M.MAX_FILTER_VALUES) or { false }
   for _, chunk in ipairs(groups) do
     local params = { MaxRecords = M.PAGE_SIZE }
     if chunk then params.Filters = { { Name = filter, Values = chunk } } end
-    local list, err = self:patiently(function(call_opts)
+    local function fetch(call_opts)
       return describe_all(self.client, "DescribeReplicationConfigs", params, "ReplicationConfigs", call_opts)
-    end)
+    end
+    local list, err
+    if once then
+      local ok, res, ferr = pcall(fetch, call_timeout(self.deadline - self:now()))
+      if ok then list, err = res, ferr else err = werr("InternalError", tostring(res)) end
+      if not list and type(err) ~= "table" then err = werr("InternalError", tostring(err)) end
+    else
+      list, err = self:patiently(fetch)
+    end
     if not list then
       if err.code ~= "ResourceNotFoundFault" then return nil, err end
     else
@@ -235,10 +244,11 @@ function Fleet:configs(filter, values)
 end
 
 -- The replications `names` (ARNs or identifiers) name, in order, one entry
--- per replication: { key, arn, id } or { key, id, err } for a name that
--- resolves to nothing. Identifiers resolve through DescribeReplicationConfigs
+-- per replication: { key, arn, id } or { key, id, err } for an identifier
+-- that names nothing. Identifiers resolve through DescribeReplicationConfigs
 -- (filter replication-config-id); with `lookup_arns`, the identifiers of the
--- ARNs are looked up too (and an ARN of no config is an entry with an error).
+-- ARNs are looked up too, once and for the events only (an ARN the lookup
+-- does not find is left to its first describe).
 function Fleet:resolve(names, lookup_arns)
   local ids, arns, seen = {}, {}, {}
   for _, name in ipairs(names) do
@@ -247,7 +257,7 @@ function Fleet:resolve(names, lookup_arns)
       if M.is_arn(name) then arns[#arns + 1] = name else ids[#ids + 1] = name end
     end
   end
-  local by_id, by_arn, id_err, arn_err = {}, {}, nil, nil
+  local by_id, by_arn, id_err = {}, {}, nil
   if #ids > 0 then
     local list, err = self:configs("replication-config-id", ids)
     if list then
@@ -257,11 +267,9 @@ function Fleet:resolve(names, lookup_arns)
     end
   end
   if lookup_arns and #arns > 0 then
-    local list, err = self:configs("replication-config-arn", arns)
-    if list then
-      for _, c in ipairs(list) do by_arn[c.ReplicationConfigArn] = c end
-    else
-      arn_err = err     -- the ARNs go on; their identifiers come with the first round
+    -- on failure the ARNs go on: their identifiers come with the first round
+    for _, c in ipairs(self:configs("replication-config-arn", arns, true) or {}) do
+      by_arn[c.ReplicationConfigArn] = c
     end
   end
   local entries, taken = {}, {}
@@ -275,11 +283,7 @@ function Fleet:resolve(names, lookup_arns)
   for _, name in ipairs(names) do
     if M.is_arn(name) then
       local c = by_arn[name]
-      local e = { key = name, arn = name, id = c and c.ReplicationConfigIdentifier or nil }
-      if lookup_arns and not arn_err and not c then
-        e.err = errors.new("service", "ResourceNotFoundFault", "no replication config " .. name)
-      end
-      add(e)
+      add({ key = name, arn = name, id = c and c.ReplicationConfigIdentifier or nil })
     else
       local c = by_id[name]
       if c and type(c.ReplicationConfigArn) == "string" then
