@@ -31,7 +31,8 @@
 --     ...                            -- and every option of workflow.run
 --   })
 --   -- outcome.ok: every one reached the target; outcome.results[arn]: each one's
---   -- outcome (as workflow.run returns it) or its error
+--   -- outcome (as workflow.run returns it, its events without the progress
+--   -- events, which on_event sees) or its error
 --
 -- What the workflow promises, so that no data is lost:
 --   * it describes the replication before it acts, and picks the start type from
@@ -197,7 +198,7 @@ end
 
 -- Drives the replications `names` (ARNs or identifiers) with `method`, one
 -- session each, in one fleet; returns the fleet.
-local function drive(client, o, names, method, lock_mode, lookup_arns)
+local function drive(client, o, names, method, lock_mode, lookup_arns, many)
   local f = fleet.new(client, o)
   for _, e in ipairs(f:resolve(names, lookup_arns)) do
     if e.err then
@@ -207,7 +208,7 @@ local function drive(client, o, names, method, lock_mode, lookup_arns)
       mo.replication_config_arn, mo.replication_config_arns, mo.id = e.arn, nil, e.id
       if o.state_dir and not o.state_file then mo.state_file = journal.state_path(o.state_dir, e.arn) end
       local s = session.new(client, mo)
-      s.lock_mode = lock_mode
+      s.lock_mode, s.compact_events = lock_mode, many
       f:add(s, method, e.key)
     end
   end
@@ -243,7 +244,7 @@ local function many(method, targets, default_target, lock_mode)
       err = check_state_dir(o.state_dir)
       if err then return nil, err end
     end
-    local fine, f = pcall(drive, client, o, o.replication_config_arns, method, lock_mode, true)
+    local fine, f = pcall(drive, client, o, o.replication_config_arns, method, lock_mode, true, true)
     if not fine then return nil, session.werr("InternalError", tostring(f)) end
     return f:outcome(o.wait_for)
   end
