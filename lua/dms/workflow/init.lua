@@ -355,8 +355,8 @@ function M.select(client, sel, opts)
   return list, err
 end
 
--- The lock file of the replication these options name (opts.lock_dir, else
--- $XDG_RUNTIME_DIR, $TMPDIR or /tmp).
+-- The lock file of the replication these options name by its ARN (opts.lock_dir,
+-- else $XDG_RUNTIME_DIR, $TMPDIR or /tmp).
 function M.lock_path(opts)
   local arn = type(opts) == "string" and opts or opts.replication_config_arn or opts.arn
   return journal.lock_path(arn, type(opts) == "table" and opts.lock_dir or nil)
