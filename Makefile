@@ -1,7 +1,7 @@
 # lua-dms developer Makefile.
 #   make                  build/dms/core.so for Lua 5.4
 #   make LUA_VERSION=luajit   build/luajit/dms/core.so for LuaJIT (OpenResty)
-#   make test | demo | bench | lint | deps | model | clean
+#   make test | demo | demo-fleet | bench | lint | deps | model | clean
 LUA_VERSION ?= 5.4
 CC ?= cc
 LIBFLAG ?= -shared
@@ -33,7 +33,7 @@ CURL_MODULE = $(BUILD_DIR)/dms/curl.so
 BUSTED = $(LUA) /usr/bin/busted
 LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
 
-.PHONY: all luajit test demo bench lint deps model rockspec clean
+.PHONY: all luajit test demo demo-fleet bench lint deps model rockspec clean
 
 all: $(MODULE) $(CURL_MODULE)
 
@@ -68,8 +68,13 @@ test: deps all luajit
 demo: deps all
 	sh tools/demo.sh
 
+# a wave of 20 replications through dms-runbook, two of them failing
+demo-fleet: deps all
+	sh tools/demo_fleet.sh
+
 bench: deps all
 	$(LUA_ENV) $(LUA) bench/bench.lua
+	$(LUA_ENV) $(LUA) bench/fleet_bench.lua
 
 lint:
 	luacheck lua spec bin examples tools

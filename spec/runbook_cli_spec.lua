@@ -112,7 +112,7 @@ describe("bin/dms-runbook", function()
   end)
 
   it("exits 2 on an ARN that is not one of a replication config, before any request", function()
-    for _, bad in ipairs({ "bogus", "arn:aws:dms:us-east-1:123456789012:endpoint:ABCDEFGHIJKLMNOPQRSTUVWX03",
+    for _, bad in ipairs({ "bogus!", "arn:aws:dms:us-east-1:123456789012:endpoint:ABCDEFGHIJKLMNOPQRSTUVWX03",
                            "arn:aws:s3:::bucket" }) do
       for _, cmd in ipairs({ "run", "status", "stop" }) do
         local code, out, err = runbook(cmd .. " --arn '" .. bad .. "'")

@@ -455,5 +455,113 @@ function M.new(config)
   return self
 end
 
+---------------------------------------------------------------------------
+-- Paging: every operation whose input has Marker and MaxRecords and whose
+-- output has Marker pages as DMS does (the Marker of an answer asks for the
+-- next page; the last page has none).
+
+local function snake_case(name)
+  return (name:gsub("(%l)(%u)", "%1_%2"):gsub("(%u)(%u%l)", "%1_%2"):lower())
+end
+
+-- operation name -> the list member of its output (nil when there is not
+-- exactly one) for the pageable operations
+local PAGEABLE = {}
+for name, op in pairs(model.operations) do
+  local input = op.input and model.shapes[op.input]
+  local output = op.output and model.shapes[op.output]
+  local im, om = input and input.members, output and output.members
+  if im and om and im.Marker and im.MaxRecords and om.Marker then
+    local key, lists = nil, 0
+    for member, shape in pairs(om) do
+      local s = model.shapes[shape]
+      if member ~= "Marker" and s and s.type == "list" then key, lists = member, lists + 1 end
+    end
+    PAGEABLE[name] = lists == 1 and key or false
+  end
+end
+M.PAGEABLE = PAGEABLE
+
+-- dms.paginate(client, operation, params [, opts]) -> iterator over the pages
+-- (the answers). Each step gives page | false, err (then the iteration ends):
+--
+--   for page, err in client:paginate("DescribeReplications", { MaxRecords = 100 }) do
+--     if not page then return nil, err end
+--     for _, r in ipairs(page.Replications or {}) do ... end
+--   end
+--
+-- The client is any object with the operation's snake_case method (a client
+-- of this module has them all). `params` is copied, never changed; a Marker
+-- in it starts there. An answer repeating a Marker ends the paging with an
+-- error instead of looping.
+function M.paginate(client, operation, params, opts)
+  local failed
+  if type(operation) ~= "string" or PAGEABLE[operation] == nil then
+    failed = errors.new("validation", "NotPageable", tostring(operation) .. " is not an operation of DMS that "
+      .. "pages with Marker and MaxRecords")
+  elseif params ~= nil and type(params) ~= "table" then
+    failed = errors.new("validation", "InvalidParameter", "params must be a table")
+  end
+  local p = failed and {} or copy(params or {})
+  local method = failed and "" or snake_case(operation)
+  local seen, done = {}, false
+  return function()
+    if done then return nil end
+    if failed then
+      done = true
+      return false, failed
+    end
+    local f = type(client) == "table" and client[method]
+    if type(f) ~= "function" then
+      done = true
+      return false, errors.new("validation", "InvalidClient", "the client has no " .. method .. " method")
+    end
+    local page, err = f(client, p, opts)
+    if not page then
+      done = true
+      return false, err
+    end
+    local marker = page.Marker
+    if type(marker) ~= "string" or marker == "" then
+      done = true
+    elseif seen[marker] then
+      done = true
+      return false, errors.new("service", "RepeatedMarker", operation .. " answered a Marker it had answered "
+        .. "before: paging stopped")
+    else
+      seen[marker] = true
+      p = copy(p)
+      p.Marker = marker
+    end
+    return page
+  end
+end
+
+-- dms.describe_all(client, operation, params [, key [, opts]]) -> list | nil, err:
+-- the items of every page, in order. `key` is the list member of the answer
+-- (ReplicationConfigs, Replications, ...); it may be left out for the
+-- operations whose answer has one list.
+function M.describe_all(client, operation, params, key, opts)
+  if key == nil then key = PAGEABLE[operation] end
+  if type(key) ~= "string" then
+    if PAGEABLE[operation] == false then
+      return nil, errors.new("validation", "InvalidParameter", "name the list member of " .. operation
+        .. " to collect")
+    end
+  end
+  local out = {}
+  for page, err in M.paginate(client, operation, params, opts) do
+    if not page then return nil, err end
+    local items = page[key]
+    if type(items) == "table" then
+      for _, item in ipairs(items) do out[#out + 1] = item end
+    end
+  end
+  return out
+end
+
+function Client:paginate(operation, params, opts) return M.paginate(self, operation, params, opts) end
+function Client:describe_all(operation, params, key, opts) return M.describe_all(self, operation, params, key, opts) end
+
 M.Client = Client
 return M

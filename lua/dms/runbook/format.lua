@@ -52,9 +52,13 @@ end
 
 local FORMATS = {
   described = function(ev)
-    return string_format("%s: %s (%s)%s%s", ev.arn, tostring(ev.status), tostring(ev.replication_type),
+    return string_format("%s (%s)%s%s; %s", tostring(ev.status), tostring(ev.replication_type),
       ev.stop_reason and (", " .. ev.stop_reason) or "",
-      ev.phase and ev.phase ~= "new" and (", continuing from state " .. ev.phase) or "")
+      ev.phase and ev.phase ~= "new" and (", continuing from state " .. ev.phase) or "", tostring(ev.arn))
+  end,
+  queued = function(ev)
+    return string_format("waiting its turn: %s of %s replications starting or running (place %s in the queue)",
+      tostring(ev.in_flight), tostring(ev.concurrency), tostring(ev.position))
   end,
   start_sent = function(ev)
     return string_format("StartReplication %s%s (attempt %s)", ev.start_type,
@@ -112,11 +116,21 @@ local FORMATS = {
   error = function(ev) return string_format("error: %s: %s", tostring(ev.code), tostring(ev.message)) end,
 }
 
--- a line for a person; status and progress events give the progress line
+-- the name of the replication of an event: its identifier, else the last
+-- part of its ARN
+function M.name(ev)
+  if type(ev.id) == "string" then return ev.id end
+  if type(ev.arn) == "string" then return ev.arn:match("([^:/]+)$") or ev.arn end
+  return "?"
+end
+
+-- a line for a person, led by the replication's identifier; status and
+-- progress events give the progress line
 function M.event(ev)
   local f = FORMATS[ev.type]
-  if f then return clean(f(ev)) end
-  return M.progress_line(ev)
+  local name = M.name(ev)
+  if f then return clean(name .. ": " .. f(ev)) end
+  return clean(name .. ": " .. M.progress_line(ev))
 end
 
 return M

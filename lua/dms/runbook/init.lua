@@ -8,6 +8,7 @@ local workflow = require "dms.workflow"
 local events = require "dms.workflow.events"
 local format = require "dms.runbook.format"
 local cdc = require "dms.runbook.cdc"
+local fleet = require "dms.runbook.fleet"
 -- commands of their own modules: COMMANDS, add_commands(parser), run(args, ctx)
 local MODULES = { (require "dms.runbook.tables"), (require "dms.runbook.configs") }
 
@@ -25,6 +26,16 @@ What the commands do:
   stop     StopReplication and wait until stopped (--wait-for deprovisioned: until
            its capacity is released; --wait-for stopping: do not wait)
   status   describe the replication
+
+Many replications (a fleet): repeat --arn (ARNs or identifiers), select configs
+by identifier with --match GLOB, or list them in --arns-file. One paged
+DescribeReplications round per poll interval watches all of them; at most
+--concurrency are between their start and the target at once, the others wait
+their turn; --state-dir keeps one state file per replication, so a fleet run
+killed and run again goes on with each where it was. On a terminal a live table
+(one row per replication) and a summary line; with --json one event per line,
+each with its arn and id. The exit code is 0 when every replication reached the
+target, else the most severe of theirs: 4, 3, 1, 5, then 6.
 
 reload-target (drops and reloads the target tables) is sent only with
 --start-type reload-target --allow-reload-target. A FATAL_ERROR stop is never
@@ -62,7 +73,17 @@ local function build_parser()
   local p = argparse("dms-runbook", "Drive an AWS DMS Serverless replication: assess, start, watch, resume.")
     :epilog(EPILOG)
   p:command_target("command")
-  p:option("--arn", "ReplicationConfigArn of the replication."):argname("<arn>")
+  p:option("--arn", "ReplicationConfigArn, or ReplicationConfigIdentifier, of a replication; repeat it for a "
+    .. "fleet."):argname("<arn>"):count("*")
+  p:option("--match", "Replication configs whose identifier matches this shell glob (wave-*); repeatable.")
+    :argname("<glob>"):count("*")
+  p:option("--arns-file", "A file of ARNs or identifiers, one per line (# comments; - reads stdin).")
+    :argname("<file>")
+  p:option("--concurrency", "Most replications of a fleet between their start and the target at once "
+    .. "(default 10).", nil, positive):argname("<n>")
+  p:option("--state-dir", "One progress file per replication in this directory (created if missing); a rerun "
+    .. "goes on from them."):argname("<dir>")
+  p:flag("--print-table", "Print a fleet's table even when stdout is not a terminal (once, at the end).")
   p:option("--region", "AWS region (default: AWS_REGION or the profile's)."):argname("<region>")
   p:option("--profile", "Shared config profile."):argname("<name>")
   p:option("--endpoint", "Endpoint URL (e.g. a local DMS endpoint)."):argname("<url>")
@@ -230,14 +251,26 @@ function M.main(argv)
   end
   for _, m in ipairs(MODULES) do
     if m.COMMANDS[args.command] then
+      -- one replication each: the first --arn (an ARN)
+      if type(args.arn) == "table" then
+        if #args.arn > 1 then return usage(args.command .. " takes one --arn") end
+        args.arn = args.arn[1]
+      end
       return m.run(args, { printer = printer, usage = usage, exit_code = exit_code, EXIT = EXIT })
     end
   end
-  if not args.arn then return usage("--arn is required") end
-  -- checked before any request: the ARN of a DMS replication config
-  if not core.build(require("dms.model"), "StopReplication", { ReplicationConfigArn = args.arn }) then
-    return usage("--arn '" .. args.arn .. "' is not the ARN of a DMS replication config "
-      .. "(like arn:aws:dms:us-east-1:123456789012:replication-config:ID)")
+  -- checked before any request: ARNs of DMS replication configs, or identifiers
+  local names, why = fleet.names(args)
+  if not names then return usage(why) end
+  local is_fleet = fleet.is_fleet(args, names)
+  if not is_fleet and #names == 0 then return usage("--arn (or --match, --arns-file) is required") end
+  if is_fleet and args.state_file then
+    return usage("a fleet keeps one state file per replication: use --state-dir")
+  end
+  if args.concurrency and args.concurrency % 1 ~= 0 then return usage("--concurrency must be a whole number") end
+  if args.state_dir then
+    local dir = args.state_dir:gsub("'", "'\\''")
+    os.execute("mkdir -p -- '" .. dir .. "' 2>/dev/null")
   end
   if args.allow_reload_target and args.start_type ~= "reload-target" then
     return usage("--allow-reload-target goes with --start-type reload-target")
@@ -257,21 +290,10 @@ function M.main(argv)
     return exit_code(cerr)
   end
 
-  if args.command == "status" then
-    local repl, err = workflow.describe(client, { replication_config_arn = args.arn,
-                                                  poll = { timeout = args.timeout } })
-    client:close()
-    if not repl then
-      printer:error(err)
-      return exit_code(err)
-    end
-    print_status(printer, repl, args.arn)
-    return EXIT.ok
-  end
-
   local opts = {
-    replication_config_arn = args.arn,
+    replication_config_arn = names[1],
     state_file = args.state_file,
+    state_dir = args.state_dir,
     lock_dir = args.lock_dir,
     poll = { interval = args.poll_interval, timeout = args.timeout },
     start_type = args.start_type,
@@ -287,11 +309,34 @@ function M.main(argv)
       FailOnAssessmentFailure = not args.no_fail_on_assessment,
     }
   end
-
-  local outcome, err
   if args.command == "run" then
     opts.wait_for = args.wait_for
     opts.resume = { max_attempts = args.max_resumes, backoff = args.resume_backoff }
+  elseif args.command == "stop" then
+    opts.wait_for = args.wait_for
+  end
+
+  if is_fleet then
+    local code = fleet.main({ args = args, names = names, client = client, opts = opts, printer = printer,
+                              exit_code = exit_code, usage = usage, EXIT = EXIT })
+    client:close()
+    return code
+  end
+
+  if args.command == "status" then
+    local repl, err = workflow.describe(client, { replication_config_arn = names[1],
+                                                  poll = { timeout = args.timeout } })
+    client:close()
+    if not repl then
+      printer:error(err)
+      return exit_code(err)
+    end
+    print_status(printer, repl, repl.ReplicationConfigArn or names[1])
+    return EXIT.ok
+  end
+
+  local outcome, err
+  if args.command == "run" then
     outcome, err = workflow.run(client, opts)
   elseif args.command == "start" or args.command == "resume" then
     local step = args.command == "start" and workflow.start or workflow.resume
@@ -310,7 +355,6 @@ function M.main(argv)
       outcome, err = workflow.wait(client, opts)
     end
   elseif args.command == "stop" then
-    opts.wait_for = args.wait_for
     outcome, err = workflow.stop(client, opts)
   end
   client:close()

@@ -1,6 +1,7 @@
 -- Events: what a runbook reports as it goes, one flat record per step.
 -- The replication's fields every event carries come from one mapping,
--- shared by the workflow and dms-runbook's status command.
+-- shared by the workflow and dms-runbook's status command. Every event
+-- names its replication: `arn` and `id` (the ReplicationConfigIdentifier).
 local type = type
 
 local replication = require "dms.workflow.replication"
@@ -13,6 +14,8 @@ function M.from_replication(repl, ev)
   ev = ev or {}
   if type(repl) ~= "table" then return ev end
   local st = replication.stats(repl)
+  if ev.arn == nil then ev.arn = repl.ReplicationConfigArn end
+  if ev.id == nil then ev.id = repl.ReplicationConfigIdentifier end
   ev.status = repl.Status
   ev.replication_type = repl.ReplicationType
   ev.progress = st.FullLoadProgressPercent

@@ -17,8 +17,22 @@
 --   phases.lua       the saved phases and their allowed transitions
 --   journal.lua      state file and per-replication lock
 --   session.lua      describe -> decide -> act -> save, and where each promise is kept
+--   fleet.lua        sessions driven together: one paged DescribeReplications
+--                    round for all of them, concurrency slots, identifiers
 --   events.lua       replication -> event record
 --   (this file)      the public functions and the checks of their options
+--
+-- Many replications from one runbook:
+--
+--   local outcome, err = workflow.run_many(client, {
+--     replication_config_arns = { "orders-cdc", arn2, ... },  -- ARNs or identifiers
+--     concurrency = 10,              -- most replications between their start and the target
+--     state_dir = "/var/lib/runbooks/wave-1",                 -- one state file per replication
+--     ...                            -- and every option of workflow.run
+--   })
+--   -- outcome.ok: every one reached the target; outcome.results[arn]: each one's
+--   -- outcome (as workflow.run returns it, its events without the progress
+--   -- events, which on_event sees) or its error
 --
 -- What the workflow promises, so that no data is lost:
 --   * it describes the replication before it acts, and picks the start type from
@@ -50,6 +64,7 @@ local journal = require "dms.workflow.journal"
 local tables = require "dms.workflow.tables"
 local core = require "dms.core"
 local model = require "dms.model"
+local fleet = require "dms.workflow.fleet"
 
 local M = { _VERSION = "0.2.0" }
 
@@ -111,16 +126,46 @@ local function check_cdc(cdc)
   end
 end
 
+-- an ARN, or an identifier DMS accepts
+local function check_name(name, what)
+  if type(name) ~= "string" or name == "" then return verr(what .. " is required") end
+  if not fleet.is_arn(name) and not fleet.valid_identifier(name) then
+    return verr(what .. " '" .. name .. "' is neither an ARN nor a replication config identifier")
+  end
+end
+
 -- Checks the options of a workflow function and returns a normalized copy
--- (never the caller's table) | nil, err. `targets` is the set wait_for may be in.
-local function check_options(client, opts, targets, default_target)
+-- (never the caller's table) | nil, err. `targets` is the set wait_for may be in;
+-- with `many`, the options of a fleet (replication_config_arns, concurrency, state_dir).
+local function check_options(client, opts, targets, default_target, many)
   if type(client) ~= "table" then return nil, verr("client must be a dms client") end
-  if type(opts) == "string" then opts = { replication_config_arn = opts } end
+  if type(opts) == "string" and not many then opts = { replication_config_arn = opts } end
   if type(opts) ~= "table" then return nil, verr("opts must be a table") end
   local o = copy(opts)
-  o.replication_config_arn = o.replication_config_arn or o.arn
-  local arn = o.replication_config_arn
-  if type(arn) ~= "string" or arn == "" then return nil, verr("replication_config_arn is required") end
+  if many then
+    local list = o.replication_config_arns
+    if type(list) ~= "table" or #list == 0 then
+      return nil, verr("replication_config_arns must be a list of ARNs or identifiers")
+    end
+    o.replication_config_arns = copy(list)
+    for i = 1, #list do
+      local e = check_name(list[i], "replication_config_arns[" .. i .. "]")
+      if e then return nil, e end
+    end
+    if o.state_file ~= nil then return nil, verr("a fleet keeps one state file per replication: use state_dir") end
+    local c = o.concurrency
+    if c ~= nil and (type(c) ~= "number" or c < 1 or c % 1 ~= 0) then
+      return nil, verr("concurrency must be a whole number >= 1")
+    end
+    if o.on_round ~= nil and type(o.on_round) ~= "function" then return nil, verr("on_round must be a function") end
+  else
+    o.replication_config_arn = o.replication_config_arn or o.arn
+    local e = check_name(o.replication_config_arn, "replication_config_arn")
+    if e then return nil, e end
+  end
+  if o.state_dir ~= nil and (type(o.state_dir) ~= "string" or o.state_dir == "") then
+    return nil, verr("state_dir must be a directory")
+  end
   o.wait_for = o.wait_for or default_target
   if not targets[o.wait_for] then
     if targets == M.STOP_WAIT_FOR then
@@ -168,21 +213,67 @@ local ANY_TARGET = {}
 for k in pairs(M.WAIT_FOR) do ANY_TARGET[k] = true end
 for k in pairs(M.STOP_WAIT_FOR) do ANY_TARGET[k] = true end
 
--- A public function: check the options, open the session (lock, state), run
--- `method`; nothing raises past this point.
+-- A state_dir must take files before the first request.
+local function check_state_dir(dir)
+  local probe = dir .. "/.dms-runbook-probe-" .. require("dms.core").pid()
+  local ok, err = require("dms.core").write_file_atomic(probe, "")
+  if not ok then
+    return session.werr("StateFile", "cannot write in state_dir " .. dir .. ": " .. tostring(err and err.message))
+  end
+  os.remove(probe)
+end
+
+-- Drives the replications `names` (ARNs or identifiers) with `method`, one
+-- session each, in one fleet; returns the fleet.
+local function drive(client, o, names, method, lock_mode, lookup_arns, many)
+  local f = fleet.new(client, o)
+  for _, e in ipairs(f:resolve(names, lookup_arns)) do
+    if e.err then
+      f:add_failed(e)
+    else
+      local mo = copy(o)
+      mo.replication_config_arn, mo.replication_config_arns, mo.id = e.arn, nil, e.id
+      if o.state_dir and not o.state_file then mo.state_file = journal.state_path(o.state_dir, e.arn) end
+      local s = session.new(client, mo)
+      s.lock_mode, s.compact_events = lock_mode, many
+      f:add(s, method, e.key)
+    end
+  end
+  f:run()
+  return f
+end
+
+-- A public function on one replication: check the options, then a fleet of
+-- one: open the session (lock, state), run `method`; nothing raises past
+-- this point.
 local function step(method, targets, default_target, lock_mode)
   return function(client, opts)
     local o, err = check_options(client, opts, targets, default_target)
     if not o then return nil, err end
-    local s = session.new(client, o)
-    s.lock_mode = lock_mode
-    local ok, oerr = s:open()
-    if not ok then return s:fail(oerr) end
-    local fine, res, res_err = pcall(method, s)
-    if not fine then
-      return s:fail(session.werr("InternalError", tostring(res)))
+    if o.state_dir and not o.state_file then
+      err = check_state_dir(o.state_dir)
+      if err then return nil, err end
     end
-    return res, res_err
+    local fine, f = pcall(drive, client, o, { o.replication_config_arn }, method, lock_mode, false)
+    if not fine then return nil, session.werr("InternalError", tostring(f)) end
+    local m = f.members[1]
+    if m.res then return m.res end
+    return nil, m.err
+  end
+end
+
+-- The same on many replications: (outcome, err), see the top of this file.
+local function many(method, targets, default_target, lock_mode)
+  return function(client, opts)
+    local o, err = check_options(client, opts, targets, default_target, true)
+    if not o then return nil, err end
+    if o.state_dir then
+      err = check_state_dir(o.state_dir)
+      if err then return nil, err end
+    end
+    local fine, f = pcall(drive, client, o, o.replication_config_arns, method, lock_mode, true, true)
+    if not fine then return nil, session.werr("InternalError", tostring(f)) end
+    return f:outcome(o.wait_for)
   end
 end
 
@@ -211,12 +302,27 @@ end, ANY_TARGET, "running")
 -- it never resumes.
 M.stop = step(Session.stop_steps, M.STOP_WAIT_FOR, "stopped", "try")
 
--- workflow.describe(client, arn | opts) -> Replication | nil, err
+-- The same steps on many replications (options of workflow.run_many):
+-- (outcome, err) with outcome.results[arn] each one's outcome or error.
+M.run_many = many(Session.run_steps, M.WAIT_FOR, "running")
+M.start_many = many(Session.start_steps, ANY_TARGET, "running")
+M.resume_many = many(function(s) return s:start_steps(true) end, ANY_TARGET, "running")
+M.wait_many = many(Session.wait_steps, M.WAIT_FOR, "running")
+M.stop_many = many(Session.stop_steps, M.STOP_WAIT_FOR, "stopped", "try")
+
+-- workflow.describe(client, arn | identifier | opts) -> Replication | nil, err
 function M.describe(client, opts)
   local o, err = check_options(client, opts, ANY_TARGET, "running")
   if not o then return nil, err end
-  local s = session.new(client, o)
-  local ok, repl, derr = pcall(s.describe_once, s)
+  local ok, repl, derr = pcall(function()
+    if not fleet.is_arn(o.replication_config_arn) then
+      local e = fleet.new(client, o):resolve({ o.replication_config_arn })[1]
+      if e.err then return nil, e.err end
+      o.replication_config_arn = e.arn
+    end
+    local s = session.new(client, o)
+    return s:describe_once()
+  end)
   if not ok then return nil, session.werr("InternalError", tostring(repl)) end
   return repl, derr
 end
@@ -234,8 +340,63 @@ end
 M.tables = guarded(tables.list)
 M.reload_tables = guarded(tables.reload)
 
--- The lock file of the replication these options name (opts.lock_dir, else
--- $XDG_RUNTIME_DIR, $TMPDIR or /tmp).
+-- workflow.describe_many(client, opts) -> outcome, err: one paged round over
+-- opts.replication_config_arns (ARNs or identifiers); outcome.results[arn] is
+-- each one's Replication or error.
+function M.describe_many(client, opts)
+  local o, err = check_options(client, opts, ANY_TARGET, "running", true)
+  if not o then return nil, err end
+  local ok, out, oerr = pcall(function()
+    local f = fleet.new(client, o)
+    local entries = f:resolve(o.replication_config_arns, false)
+    local arns = {}
+    for _, e in ipairs(entries) do
+      if not e.err then arns[#arns + 1] = e.arn end
+    end
+    local views, errs = {}, {}
+    if #arns > 0 then
+      local res, rerr = f:patiently(function(call_opts)
+        local v, e, _, failure = fleet.describe_round(client, arns, call_opts)
+        if failure then return nil, failure end
+        return { v, e }
+      end)
+      if not res then return nil, rerr end
+      views, errs = res[1], res[2]
+    end
+    local results, order, failed = {}, {}, {}
+    for _, e in ipairs(entries) do
+      order[#order + 1] = e.key
+      local r = e.err or views[e.arn] or errs[e.arn]
+      results[e.key] = r
+      if not views[e.arn] then failed[#failed + 1] = e.key end
+    end
+    local outcome = { ok = #failed == 0, results = results, order = order, failed = failed }
+    if outcome.ok then return outcome end
+    return outcome, session.werr("Incomplete", #failed .. " of " .. #order .. " replications could not be described",
+      { failed = failed })
+  end)
+  if not ok then return nil, session.werr("InternalError", tostring(out)) end
+  return out, oerr
+end
+
+-- workflow.select(client, { match = { "wave-*", ... } } [, opts]) -> list of
+-- { arn, id } | nil, err: the replication configs whose identifier matches a
+-- shell glob (DescribeReplicationConfigs, paged), sorted by identifier.
+function M.select(client, sel, opts)
+  if type(client) ~= "table" then return nil, verr("client must be a dms client") end
+  if type(sel) ~= "table" or type(sel.match) ~= "table" or #sel.match == 0 then
+    return nil, verr("select needs match = { globs }")
+  end
+  for _, g in ipairs(sel.match) do
+    if type(g) ~= "string" or g == "" then return nil, verr("match must be a list of globs") end
+  end
+  local ok, list, err = pcall(function() return fleet.new(client, opts or {}):match(sel.match) end)
+  if not ok then return nil, session.werr("InternalError", tostring(list)) end
+  return list, err
+end
+
+-- The lock file of the replication these options name by its ARN (opts.lock_dir,
+-- else $XDG_RUNTIME_DIR, $TMPDIR or /tmp).
 function M.lock_path(opts)
   local arn = type(opts) == "string" and opts or opts.replication_config_arn or opts.arn
   return journal.lock_path(arn, type(opts) == "table" and opts.lock_dir or nil)

@@ -74,13 +74,21 @@ function M.lock_path(arn, lock_dir)
   return dir .. "/dms-runbook-" .. sanitize(id) .. "-" .. core.sha256_hex(arn):sub(1, 12) .. ".lock"
 end
 
+-- The state file of the replication `arn` in the directory `dir` (a fleet's
+-- state_dir): named after the ARN as its lock is.
+function M.state_path(dir, arn)
+  local id = arn:match("([^:/]+)$") or "replication"
+  return dir .. "/dms-runbook-" .. sanitize(id) .. "-" .. core.sha256_hex(arn):sub(1, 12) .. ".json"
+end
+
 ---------------------------------------------------------------------------
 -- The state record
 
 -- the type of each field a saved record may hold; anything else makes the
 -- file unreadable (it was not written by this library)
 local FIELDS = {
-  version = "number", arn = "string", phase = "string", start_sent = "boolean", start_pending = "boolean",
+  version = "number", arn = "string", id = "string", phase = "string", start_sent = "boolean",
+  start_pending = "boolean",
   pending_type = "string", pending_resume = "boolean", before = "table", start_attempts = "number",
   starts = "number", resumes = "number", start_type = "string", run_started = "boolean",
   run_start_date = "number", status = "string", stop_reason = "string", progress = "number",

@@ -13,6 +13,12 @@
 --   * crash-safe: save writes the journal before the request leaves
 --     (phase starting/resuming with start_pending), load goes on from it;
 --   * one runbook per replication: the journal's lock, taken in open.
+--
+-- A session is driven by a fleet (fleet.lua), one or many sessions at once:
+-- its describes (describe_once) and pauses (pause) are handed to the fleet,
+-- which makes one paged DescribeReplications round for every session that
+-- looks, and the concurrency slots (send_start, adopt, confirm) are the
+-- fleet's. Without a fleet (workflow.describe) a session calls DMS itself.
 local type, pairs, ipairs, tostring, tonumber, pcall, setmetatable =
       type, pairs, ipairs, tostring, tonumber, pcall, setmetatable
 local math_min, math_max, math_random = math.min, math.max, math.random
@@ -59,6 +65,7 @@ function M.new(client, o)
   local self = setmetatable({
     client = client,
     arn = o.replication_config_arn,
+    id = o.id,                -- the ReplicationConfigIdentifier, once known
     opts = o,
     wait_for = o.wait_for or "running",
     assessment = o.assessment,
@@ -79,7 +86,7 @@ function M.new(client, o)
     ours = false,
     refusals = 0,
     seen = {},
-    state = { version = 1, arn = o.replication_config_arn, phase = phases.NEW, start_sent = false,
+    state = { version = 1, arn = o.replication_config_arn, id = o.id, phase = phases.NEW, start_sent = false,
               starts = 0, resumes = 0 },
   }, Session)
   self.t0 = clock()
@@ -88,6 +95,8 @@ function M.new(client, o)
 end
 
 function Session:now() return self.clock() end
+-- how messages name the replication: its identifier once known, else its ARN
+function Session:name() return self.id or self.arn end
 function Session:remaining() return self.deadline - self.clock() end
 
 -- the options of each DMS call: the runbook's deadline bounds every request
@@ -97,16 +106,21 @@ function Session:call_options()
   return { timeout = left > 0.001 and left or 0.001 }
 end
 
+-- a pause of `seconds`, jittered (in a fleet the rounds are jittered instead)
 function Session:jitter(seconds)
+  if self.fleet then return seconds end
   local j = self.jitter_ratio
   return seconds * (1 - j + 2 * j * self.random())
 end
 
--- sleeps, never past the deadline
+-- sleeps, never past the deadline (in a fleet: until the fleet's round that
+-- follows the pause)
 function Session:pause(seconds)
   local left = self:remaining()
   if seconds > left then seconds = left end
-  if seconds > 0 then self.sleep(seconds) end
+  if seconds <= 0 then return end
+  if self.fleet then return self.fleet:sleep(self, self:now() + seconds) end
+  self.sleep(seconds)
 end
 
 function Session:log(level, message, fields)
@@ -116,9 +130,11 @@ end
 function Session:emit(kind, repl, extra)
   local now = self:now()
   local ev = events.from_replication(repl or self.repl,
-    { type = kind, arn = self.arn, time = now, elapsed = now - self.t0 })
+    { type = kind, arn = self.arn, id = self.id, time = now, elapsed = now - self.t0 })
   for k, v in pairs(extra or {}) do ev[k] = v end
-  self.events[#self.events + 1] = ev
+  -- a fleet of many keeps no progress events in its results (a weekend of
+  -- polls of hundreds of replications); on_event sees every one
+  if not (self.compact_events and kind == "progress") then self.events[#self.events + 1] = ev end
   if self.on_event then pcall(self.on_event, ev) end
   return ev
 end
@@ -137,6 +153,10 @@ function Session:observe(repl, quiet)
   local seen = self.seen
   self.seen = now
   self.repl = repl
+  if self.id == nil and type(repl.ReplicationConfigIdentifier) == "string" then
+    self.id = repl.ReplicationConfigIdentifier
+    self.state.id = self.id
+  end
   if quiet then return end
   if now.status ~= seen.status then
     if self.opened then self:save() end       -- best effort: the saves that matter are checked
@@ -177,7 +197,7 @@ function Session:save(extra)
   if extra and extra.phase and extra.phase ~= s.phase then
     local ok, why = phases.allowed(s.phase, extra.phase)
     if not ok then
-      return nil, werr("PhaseTransition", "the workflow tried to save " .. why .. " for " .. self.arn)
+      return nil, werr("PhaseTransition", "the workflow tried to save " .. why .. " for " .. self:name())
     end
   end
   for k, v in pairs(extra or {}) do s[k] = v end
@@ -250,6 +270,7 @@ end
 -- Talking to DMS
 
 function Session:describe_once()
+  if self.fleet then return self.fleet:look(self) end
   local resp, err = self.client:describe_replications({
     Filters = { { Name = "replication-config-arn", Values = { self.arn } } },
   }, self:call_options())
@@ -262,7 +283,7 @@ function Session:describe_once()
 end
 
 function Session:timeout_error(what)
-  return werr("Timeout", string_format("%s did not %s within %s s", self.arn, what,
+  return werr("Timeout", string_format("%s did not %s within %s s", self:name(), what,
     tostring(self.timeout)), { replication = self.repl })
 end
 
@@ -350,12 +371,14 @@ end
 
 -- a run we did not start is under way: from now on it is ours to watch
 function Session:adopt(repl)
+  if self.fleet then self.fleet:hold_slot(self) end
   if self.ours then return true end
   self.ours = true
   return self:save({ run_started = true, phase = phases.WAITING, run_start_date = stats(repl).StartDate })
 end
 
 function Session:confirm(start_type, repl, is_resume, how)
+  if self.fleet then self.fleet:hold_slot(self) end
   local s = self.state
   self.ours = true
   self.confirmed_here = true
@@ -380,6 +403,19 @@ function Session:send_start(start_type, repl, is_resume)
   repl, err = self:wait_capacity(repl)
   if not repl then return nil, err end
   if not STARTABLE[repl.Status] then return repl end      -- it moved meanwhile: decide again
+  if self.fleet and not self.slot then
+    -- a start (or resume) takes one of the fleet's slots, waiting its turn
+    local fresh, ferr = self.fleet:take_slot(self, repl)
+    if not fresh then return nil, ferr end
+    if fresh ~= repl then
+      -- it waited: go on only when DMS shows the replication as it was
+      if fresh.Status ~= repl.Status or R.started_since(R.before(repl), fresh)
+          or not R.capacity_released(fresh) then
+        return fresh
+      end
+      repl = fresh
+    end
+  end
 
   local params = { ReplicationConfigArn = self.arn, StartReplicationType = start_type }
   if self.assessment and not is_resume then params.PremigrationAssessmentSettings = self.assessment end
@@ -389,7 +425,7 @@ function Session:send_start(start_type, repl, is_resume)
     end
   end
   if start_type == "reload-target" then
-    local msg = "RELOAD-TARGET requested for " .. self.arn .. ": the target tables are dropped or truncated "
+    local msg = "RELOAD-TARGET requested for " .. self:name() .. ": the target tables are dropped or truncated "
       .. "and loaded again from the source"
     self:log("warn", msg, { arn = self.arn })
     self:emit("warning", repl, { message = msg, start_type = start_type })
@@ -456,7 +492,7 @@ function Session:send_start(start_type, repl, is_resume)
     end
     self:emit("start_refused", fresh, { code = err.code, message = err.message, start_type = start_type })
     local refused = werr("StartRefused", string_format("DMS refused StartReplication %s of %s: %s", start_type,
-      self.arn, tostring(err.message)), { replication = fresh, start_type = start_type,
+      self:name(), tostring(err.message)), { replication = fresh, start_type = start_type,
       service_code = err.code, service_message = err.message })
     if not moved and R.capacity_released(fresh) then return nil, refused end
     -- it moved on: the caller decides again from what it shows (a bounded number of times)
@@ -499,7 +535,7 @@ end
 function Session:choose_start_type(repl)
   local explicit = self.opts.start_type
   if explicit and explicit ~= "start-replication" and repl.Status == "created" then
-    return nil, werr("NotStarted", self.arn .. " has never run: its first start is start-replication",
+    return nil, werr("NotStarted", self:name() .. " has never run: its first start is start-replication",
       { replication = repl })
   end
   if explicit then return explicit end
@@ -513,11 +549,11 @@ function Session:choose_start_type(repl)
   end
   if class == "fatal" or class == "assessment_failed" then
     return nil, werr("FatalStop", string_format("%s %s with %s; it is not resumed automatically: fix the "
-      .. "cause, then resume it explicitly (start_type = \"resume-processing\")", self.arn, repl.Status,
+      .. "cause, then resume it explicitly (start_type = \"resume-processing\")", self:name(), repl.Status,
       repl.StopReason or "a fatal error"), { replication = repl })
   end
   if repl.ReplicationType == "full-load" then
-    return nil, werr("StartTypeRequired", self.arn .. " is a full-load replication that has run: starting it "
+    return nil, werr("StartTypeRequired", self:name() .. " is a full-load replication that has run: starting it "
       .. "again loads the target again; ask for start_type explicitly", { replication = repl })
   end
   return "resume-processing"
@@ -535,26 +571,26 @@ function Session:ended(repl, allow_resume)
   local extra = { replication = repl, stop_reason = repl.StopReason, failure_messages = repl.FailureMessages }
   if class == "assessment_failed" then
     local a = R.current_assessment(repl)
-    return werr("AssessmentFailed", string_format("the premigration assessment of %s failed%s", self.arn,
+    return werr("AssessmentFailed", string_format("the premigration assessment of %s failed%s", self:name(),
       a and a.LastFailureMessage and (": " .. a.LastFailureMessage) or ""), extra)
   end
   if class == "fatal" then
     local fm = type(repl.FailureMessages) == "table" and repl.FailureMessages[1]
-    return werr("FatalStop", string_format("%s %s (%s)%s; it is not resumed", self.arn, repl.Status,
+    return werr("FatalStop", string_format("%s %s (%s)%s; it is not resumed", self:name(), repl.Status,
       tostring(repl.StopReason), fm and (": " .. fm) or ""), extra)
   end
   if class == "recoverable" then
     if not allow_resume or not self.resume_enabled then
-      return werr("RecoverableStop", string_format("%s stopped (%s): it can be resumed", self.arn,
+      return werr("RecoverableStop", string_format("%s stopped (%s): it can be resumed", self:name(),
         tostring(repl.StopReason)), extra)
     end
     if self.state.resumes >= self.max_resumes then
-      return werr("ResumeLimit", string_format("%s stopped (%s) after %d automatic resumes", self.arn,
+      return werr("ResumeLimit", string_format("%s stopped (%s) after %d automatic resumes", self:name(),
         tostring(repl.StopReason), self.state.resumes), extra)
     end
     return nil
   end
-  return werr("Stopped", string_format("%s stopped (%s) before it reached %s", self.arn,
+  return werr("Stopped", string_format("%s stopped (%s) before it reached %s", self:name(),
     tostring(repl.StopReason), self.wait_for), extra)
 end
 
@@ -586,7 +622,7 @@ function Session:outcome(repl, phase)
     starts = self.state.starts, resumes = self.state.resumes, start_type = self.state.start_type })
   self:close()
   return {
-    ok = true, replication = repl, events = self.events, starts = self.state.starts,
+    ok = true, arn = self.arn, id = self.id, replication = repl, events = self.events, starts = self.state.starts,
     resumes = self.state.resumes, start_type = self.state.start_type,
     assessment = R.current_assessment(repl), elapsed = self:now() - self.t0,
     table_errors = tables.reported(self),
@@ -609,7 +645,7 @@ function Session:fail(err)
   self:emit("error", err.replication or self.repl, { code = err.code, kind = err.kind, message = err.message })
   if err.replication == nil then err.replication = self.repl end
   err.events = self.events
-  err.arn = self.arn
+  err.arn, err.id = self.arn, self.id
   self:close()
   return nil, err
 end
@@ -665,7 +701,7 @@ function Session:run_steps()
       repl, err = self:send_start(start_type, repl, false)
       if not repl then return self:fail(err) end
     elseif status == "deleting" then
-      return self:fail(werr("InvalidState", self.arn .. " is being deleted", { replication = repl }))
+      return self:fail(werr("InvalidState", self:name() .. " is being deleted", { replication = repl }))
     else
       -- modifying or a status this library does not know: look again later
       if self:remaining() <= 0 then return self:fail(self:timeout_error("reach " .. self.wait_for)) end
@@ -699,10 +735,10 @@ function Session:start_steps(is_resume)
       if is_resume then
         start_type = "resume-processing"
         if status == "created" then
-          terr = werr("NotStarted", self.arn .. " has never run: it cannot be resumed", { replication = repl })
+          terr = werr("NotStarted", self:name() .. " has never run: it cannot be resumed", { replication = repl })
         elseif R.classify(repl, self.resume_on) == "fatal" and not self.opts.after_fatal then
           terr = werr("FatalStop", string_format("%s %s (%s): resuming after a fatal error needs after_fatal = true",
-            self.arn, status, tostring(repl.StopReason)), { replication = repl })
+            self:name(), status, tostring(repl.StopReason)), { replication = repl })
         end
       else
         start_type, terr = self:choose_start_type(repl)
@@ -711,7 +747,7 @@ function Session:start_steps(is_resume)
       repl, err = self:send_start(start_type, repl, false)
       if not repl then return self:fail(err) end
     elseif status == "deleting" then
-      return self:fail(werr("InvalidState", self.arn .. " is being deleted", { replication = repl }))
+      return self:fail(werr("InvalidState", self:name() .. " is being deleted", { replication = repl }))
     else
       if self:remaining() <= 0 then return self:fail(self:timeout_error("become startable")) end
       self:pause(self:jitter(self.interval))
@@ -730,7 +766,7 @@ function Session:wait_steps()
     if R.reached(self.wait_for, repl, true, false, self.resume_on) then return self:outcome(repl) end
     if STARTABLE[repl.Status] and not self:stale(repl) then
       if repl.Status == "created" then
-        return self:fail(werr("NotStarted", self.arn .. " has not been started", { replication = repl }))
+        return self:fail(werr("NotStarted", self:name() .. " has not been started", { replication = repl }))
       end
       return self:fail(self:ended(repl, false))
     end
@@ -746,7 +782,7 @@ function Session:assess_steps()
   if not repl then return self:fail(err) end
   if not (ACTIVE[repl.Status] and R.current_assessment(repl)) then
     if ACTIVE[repl.Status] then
-      return self:fail(werr("InvalidState", self.arn .. " is " .. repl.Status .. " without an assessment: "
+      return self:fail(werr("InvalidState", self:name() .. " is " .. repl.Status .. " without an assessment: "
         .. "an assessment runs as part of a start", { replication = repl }))
     end
     while STARTABLE[repl.Status] and not (self.ours and not self:stale(repl)) do
@@ -766,7 +802,7 @@ function Session:assess_steps()
   if (a and (a.Status == "failed" or a.Status == "error")) or STARTABLE[repl.Status] then
     local why = STARTABLE[repl.Status] and self:ended(repl, false)
     if not why or (a and (a.Status == "failed" or a.Status == "error") and why.code ~= "AssessmentFailed") then
-      why = werr("AssessmentFailed", string_format("the premigration assessment of %s %s%s", self.arn,
+      why = werr("AssessmentFailed", string_format("the premigration assessment of %s %s%s", self:name(),
         a and a.Status or "did not finish", a and a.LastFailureMessage and (": " .. a.LastFailureMessage) or ""),
         { replication = repl })
     end
