@@ -40,7 +40,7 @@ run_busted() { # label lua cpath specs...
 CFLAGS_T="-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1"
 SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
-CORE_SRCS="module/core.c module/error.c module/sigv4.c module/shape.c module/sys.c"
+CORE_SRCS="module/core.c module/error.c module/json.c module/sigv4.c module/shape.c module/sys.c"
 CURL_SRCS="module/curl.c module/error.c module/http.c"
 
 section "build: gcc and clang, -Wall -Wextra -Werror, Lua 5.4 and LuaJIT headers"
