@@ -1826,22 +1826,6 @@ static int push_error_code(lua_State *L, int idx)
     return 1;
 }
 
-/* Pushes s on one line: every CR, LF (CR LF as one) and control character
- * becomes a space. */
-static void push_one_line(lua_State *L, const char *s, size_t n)
-{
-    luaL_Buffer b;
-    size_t i;
-    luaL_buffinit(L, &b);
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\r' && i + 1 < n && s[i + 1] == '\n')
-            continue;
-        luaL_addchar(&b, (char)(c < 32 || c == 127 ? ' ' : c));
-    }
-    luaL_pushresult(&b);
-}
-
 /* the text before the canonical request a refused signature echoes, or NULL */
 static const char *echo_cut(const char *m, size_t len)
 {
@@ -1858,6 +1842,34 @@ static const char *echo_cut(const char *m, size_t len)
     return NULL;
 }
 
+/* Pushes s on one line: every CR, LF (CR LF as one) and control character
+ * becomes a space. */
+static void push_one_line(lua_State *L, const char *s, size_t n)
+{
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\r' && i + 1 < n && s[i + 1] == '\n')
+            continue;
+        luaL_addchar(&b, (char)(c < 32 || c == 127 ? ' ' : c));
+    }
+    luaL_pushresult(&b);
+}
+
+/* Sets err.request_id (err at the top) from the x-amzn-requestid header, on one line. */
+static void set_request_id(lua_State *L, int headers)
+{
+    if (push_header(L, headers, "x-amzn-requestid")) {
+        size_t n;
+        const char *rid = lua_tolstring(L, -1, &n);
+        push_one_line(L, rid, n);
+        lua_setfield(L, -3, "request_id");
+    }
+    lua_pop(L, 1);
+}
+
 static int malformed(lua_State *L, const char *message, long status, int headers)
 {
     lua_pushnil(L);
@@ -1866,10 +1878,7 @@ static int malformed(lua_State *L, const char *message, long status, int headers
         lua_pushinteger(L, (lua_Integer)status);
         lua_setfield(L, -2, "status");
     }
-    if (push_header(L, headers, "x-amzn-requestid"))
-        lua_setfield(L, -2, "request_id");
-    else
-        lua_pop(L, 1);
+    set_request_id(L, headers);
     return 2;
 }
 
@@ -1987,9 +1996,7 @@ static int parse_error(lua_State *L, long status, int shapes)
 
     lua_pushinteger(L, (lua_Integer)status);
     lua_setfield(L, err, "status");
-    if (push_header(L, 4, "x-amzn-requestid"))
-        lua_setfield(L, err, "request_id");
-    lua_settop(L, err);
+    set_request_id(L, 4);
 
     /* the members of a modeled error (ResourceAlreadyExistsFault's resourceArn):
      * err.fields, read from the body along the error's shape */
