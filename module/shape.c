@@ -1826,22 +1826,6 @@ static int push_error_code(lua_State *L, int idx)
     return 1;
 }
 
-/* the text before the canonical request a refused signature echoes, or NULL */
-static const char *echo_cut(const char *m, size_t len)
-{
-    static const char *const marks[] = {
-        "The Canonical String for this request should have been", "The String-to-Sign should have been"
-    };
-    size_t i, j;
-    for (i = 0; i < sizeof marks / sizeof marks[0]; i++) {
-        size_t ml = strlen(marks[i]);
-        for (j = 0; j + ml <= len; j++)
-            if (m[j] == 'T' && memcmp(m + j, marks[i], ml) == 0)
-                return m + j;
-    }
-    return NULL;
-}
-
 /* Pushes s on one line: every CR, LF (CR LF as one) and control character
  * becomes a space. */
 static void push_one_line(lua_State *L, const char *s, size_t n)
@@ -1868,6 +1852,42 @@ static void set_request_id(lua_State *L, int headers)
         lua_setfield(L, -3, "request_id");
     }
     lua_pop(L, 1);
+}
+
+/* the text before the canonical request a refused signature echoes, or NULL */
+static const char *echo_cut(const char *m, size_t len)
+{
+    static const char *const marks[] = {
+        "The Canonical String for this request should have been", "The String-to-Sign should have been"
+    };
+    size_t i, j;
+    for (i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        size_t ml = strlen(marks[i]);
+        for (j = 0; j + ml <= len; j++)
+            if (m[j] == 'T' && memcmp(m + j, marks[i], ml) == 0)
+                return m + j;
+    }
+    return NULL;
+}
+
+/*
+ * Pushes a message of the service as err.message carries it. A refused
+ * signature comes back with the canonical request and string to sign that the
+ * service expected: they hold the session token. The explanation is kept, the
+ * echo left out. Then one line, whatever the service wrote.
+ */
+static void push_message(lua_State *L, const char *m, size_t len)
+{
+    const char *cut = echo_cut(m, len);
+    if (!cut) {
+        push_one_line(L, m, len);
+        return;
+    }
+    while (cut > m && (cut[-1] == ' ' || cut[-1] == '\n' || cut[-1] == '\r'))
+        cut--;
+    push_one_line(L, m, (size_t)(cut - m));
+    lua_pushliteral(L, " (the canonical request the service echoed is left out: it holds credentials)");
+    lua_concat(L, 2);
 }
 
 static int malformed(lua_State *L, const char *message, long status, int headers)
@@ -1974,23 +1994,9 @@ static int parse_error(lua_State *L, long status, int shapes)
         lua_setfield(L, err, "message");
     }
 
-    /* A refused signature comes back with the canonical request and string to
-     * sign that the service expected: they hold the session token. Keep the
-     * explanation, leave the echo out. Then one line, whatever the service wrote. */
     lua_getfield(L, err, "message");
     m = lua_tolstring(L, -1, &mlen);
-    {
-        const char *cut = echo_cut(m, mlen);
-        if (cut) {
-            while (cut > m && (cut[-1] == ' ' || cut[-1] == '\n' || cut[-1] == '\r'))
-                cut--;
-            lua_pushlstring(L, m, (size_t)(cut - m));
-            lua_pushliteral(L, " (the canonical request the service echoed is left out: it holds credentials)");
-            lua_concat(L, 2);
-            m = lua_tolstring(L, -1, &mlen);
-        }
-    }
-    push_one_line(L, m, mlen);
+    push_message(L, m, mlen);
     lua_setfield(L, err, "message");
     lua_settop(L, err);
 
@@ -2018,14 +2024,16 @@ static int parse_error(lua_State *L, long status, int shapes)
                 lua_settop(L, errors + 2);
                 lua_newtable(L);
             }
-            /* a message member says what err.message says: one line, no echo */
+            /* a message member reads as err.message does: one line, no echo */
             {
                 static const char *const msg_keys[] = {"message", "Message", "errorMessage", NULL};
                 int i, fields = lua_gettop(L);
                 for (i = 0; msg_keys[i]; i++) {
                     if (rawfield(L, fields, msg_keys[i]) == LUA_TSTRING) {
+                        size_t fl;
+                        const char *f = lua_tolstring(L, -1, &fl);
                         lua_pushstring(L, msg_keys[i]);
-                        lua_getfield(L, err, "message");
+                        push_message(L, f, fl);
                         lua_rawset(L, fields);
                     }
                     lua_pop(L, 1);

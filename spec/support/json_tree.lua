@@ -57,7 +57,12 @@ local function decoder(text)
           fail("bad escape")
         end
       else
-        local stop = text:find('["\\%c]', pos) or #text + 1
+        local stop = pos
+        repeat                                     -- DEL (127) is a %c, and allowed in JSON
+          stop = text:find('["\\%c]', stop) or #text + 1
+          local more = text:byte(stop) == 127
+          if more then stop = stop + 1 end
+        until not more
         out[#out + 1] = text:sub(pos, stop - 1)
         pos = stop
       end
@@ -172,6 +177,44 @@ function M.same(a, b, where)
     if a.map[k] == nil then return false, where .. "." .. k .. " missing from the first" end
   end
   return true
+end
+
+-- JSON text of a Lua value, for the oracles' input: integers exactly (%d on
+-- Lua 5.3+, integral doubles up to 2^53 on LuaJIT), other numbers with 17
+-- significant digits, tables marked with tree.array as arrays (so that an
+-- empty one is []), other tables as objects, tree.null as null.
+M.array_mt = { __name = "json array" }
+function M.array(t) return setmetatable(t or {}, M.array_mt) end
+
+local function encode_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    local map = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+    return map[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+function M.encode(v)
+  local t = type(v)
+  if t == "string" then return encode_string(v) end
+  if t == "boolean" then return tostring(v) end
+  if v == M.null then return "null" end
+  if t == "number" then
+    if math.type and math.type(v) == "integer" then return string.format("%d", v) end
+    if v == math.floor(v) and math.abs(v) <= 2 ^ 53 then return string.format("%.0f", v) end
+    assert(v == v and math.abs(v) ~= math.huge, "JSON has no NaN or infinity")
+    return string.format("%.17g", v)
+  end
+  assert(t == "table", "cannot encode a " .. t)
+  local out = {}
+  if getmetatable(v) == M.array_mt then
+    for i = 1, #v do out[i] = M.encode(v[i]) end
+    return "[" .. table.concat(out, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do out[i] = encode_string(k) .. ":" .. M.encode(v[k]) end
+  return "{" .. table.concat(out, ",") .. "}"
 end
 
 -- compares two JSON texts
