@@ -97,21 +97,34 @@ int dms_utf8_check(const char *s, size_t n, size_t *chars)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, count = 0;
     while (i < n) {
-        size_t k;
-        if (p[i] < 0x80) {
+        size_t k, start = i;
+        while (i < n && p[i] < 0x80)
             i++;
-        } else {
-            k = utf8_seq(p + i, n - i);
-            if (k == 0)
-                return 0;
-            i += k;
-        }
+        count += i - start;
+        if (i >= n)
+            break;
+        k = utf8_seq(p + i, n - i);
+        if (k == 0)
+            return 0;
+        i += k;
         count++;
     }
     if (chars)
         *chars = count;
     return 1;
 }
+
+/* 0: written as it is; 1: escaped; 2: the lead byte of a UTF-8 sequence (checked) */
+static const unsigned char CLASS[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
 
 int dms_jw_string(dms_jw *w, const char *s, size_t n)
 {
@@ -122,11 +135,12 @@ int dms_jw_string(dms_jw *w, const char *s, size_t n)
     dms_jw_reserve(w, n + 2);
     w->buf[w->len++] = '"';
     while (i < n) {
-        unsigned c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        unsigned c;
+        while (i < n && CLASS[p[i]] == 0)
             i++;
-            continue;
-        }
+        if (i >= n)
+            break;
+        c = p[i];
         if (c >= 0x80) {
             size_t k = utf8_seq(p + i, n - i);
             if (k == 0)

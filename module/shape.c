@@ -600,22 +600,36 @@ static int push_shape(lua_State *L, int shapes, int name_idx)
 /* ------------------------------------------------------------------ */
 /* build: the walker                                                   */
 
+/* Where the walker is: a member name or map key (a string at a stack index,
+ * there while the walker is below it) or a list index. The path is written
+ * out only when something fails. */
+typedef struct {
+    int idx;                    /* stack index of a member name or map key; 0: a list index */
+    int is_key;                 /* a map key: [key] rather than .name */
+    int index;
+} frame;
+
 typedef struct {
     lua_State *L;
     int model, shapes;
     int depth;
     dms_jw *jw;
+    frame frames[2 * MAX_DEPTH + 8];
+    int nframes;
     char path[PATH_MAX_LEN];
     size_t path_len;
     const char *code;           /* set on failure */
     char msg[PATH_MAX_LEN + 320];
 } walker;
 
-/* Appends fmt (one %s) with s to the path; returns the length to restore. */
-static size_t path_push(walker *w, const char *fmt, const char *s)
+/* Appends fmt (one %s) with s to the path. */
+static void path_push(walker *w, const char *fmt, const char *s)
 {
     size_t old = w->path_len;
-    int k = snprintf(w->path + old, sizeof w->path - old, fmt, s ? s : "?");
+    int k;
+    if (old >= sizeof w->path - 1)
+        return;
+    k = snprintf(w->path + old, sizeof w->path - old, fmt, s ? s : "?");
     if (k > 0) {
         if (old + (size_t)k < sizeof w->path) {
             w->path_len = old + (size_t)k;
@@ -625,13 +639,21 @@ static size_t path_push(walker *w, const char *fmt, const char *s)
             memcpy(w->path + w->path_len - 3, "...", 4);
         }
     }
-    return old;
 }
 
-static void path_pop(walker *w, size_t old)
+static void frame_push(walker *w, int idx, int is_key, int index)
 {
-    w->path_len = old;
-    w->path[old] = '\0';
+    if (w->nframes < (int)(sizeof w->frames / sizeof w->frames[0])) {
+        w->frames[w->nframes].idx = idx;
+        w->frames[w->nframes].is_key = is_key;
+        w->frames[w->nframes].index = index;
+    }
+    w->nframes++;
+}
+
+static void frame_pop(walker *w)
+{
+    w->nframes--;
 }
 
 /* The string at idx, printable: at most max bytes, a control character or
@@ -647,12 +669,30 @@ static void printable(lua_State *L, int idx, char *out, size_t max)
     out[k] = '\0';
 }
 
-/* a member name (a Lua string at idx) added to the path */
-static size_t path_member(walker *w, int idx)
+/* Writes the path of the frames: Filters[2].Values[1], Labels[key]. */
+static void render_path(walker *w)
 {
-    char name[PATH_MAX_LEN];
-    printable(w->L, idx, name, sizeof name);
-    return path_push(w, w->path_len ? ".%s" : "%s", name);
+    int i, n = w->nframes < (int)(sizeof w->frames / sizeof w->frames[0])
+                   ? w->nframes : (int)(sizeof w->frames / sizeof w->frames[0]);
+    w->path_len = 0;
+    w->path[0] = '\0';
+    for (i = 0; i < n; i++) {
+        char name[PATH_MAX_LEN];
+        if (w->frames[i].idx == 0) {
+            snprintf(name, sizeof name, "%d", w->frames[i].index);
+            path_push(w, "[%s]", name);
+        } else {
+            printable(w->L, w->frames[i].idx, name, sizeof name);
+            path_push(w, w->frames[i].is_key ? "[%s]" : (w->path_len ? ".%s" : "%s"), name);
+        }
+    }
+}
+
+/* names the member at idx in the path of the error (err.member) */
+static void path_member(walker *w, int idx)
+{
+    frame_push(w, idx, 0, 0);
+    render_path(w);
 }
 
 static int fail(walker *w, const char *code, const char *fmt, const char *detail)
@@ -660,6 +700,7 @@ static int fail(walker *w, const char *code, const char *fmt, const char *detail
     char what[300];
     snprintf(what, sizeof what, fmt, detail ? detail : "");
     w->code = code;
+    render_path(w);
     if (w->path_len)
         snprintf(w->msg, sizeof w->msg, "%s %s", w->path, what);
     else
@@ -980,7 +1021,7 @@ static int write_structure(walker *w, int shape, int val)
     while (lua_next(L, val) != 0) {
         /* stack: key, value */
         int key = lua_gettop(L) - 1, value = key + 1, name, ok;
-        size_t old, klen;
+        size_t klen;
         const char *k;
         if (lua_type(L, key) != LUA_TSTRING)
             return fail(w, "UnknownParameter", "has a key that is not a member name%s", NULL);
@@ -999,7 +1040,7 @@ static int write_structure(walker *w, int shape, int val)
             path_member(w, key);            /* err.member names the unknown member itself */
             return 0;
         }
-        old = path_member(w, key);
+        frame_push(w, key, 0, 0);
         if (!first)
             dms_jw_putc(w->jw, ',');
         first = 0;
@@ -1020,7 +1061,7 @@ static int write_structure(walker *w, int shape, int val)
             ok = check_traits(w, traits, key, value);
         if (!ok)
             return 0;
-        path_pop(w, old);
+        frame_pop(w);
         given++;
         lua_settop(L, key);
     }
@@ -1128,16 +1169,13 @@ static int write_list(walker *w, int shape, int val)
     member = lua_gettop(L);
     dms_jw_putc(w->jw, '[');
     for (i = 1; i <= n; i++) {
-        char index[24];
-        size_t old;
-        snprintf(index, sizeof index, "%d", i);
-        old = path_push(w, "[%s]", index);
+        frame_push(w, 0, 0, i);
         if (i > 1)
             dms_jw_putc(w->jw, ',');
         lua_rawgeti(L, val, i);
         if (!write_value(w, member, lua_gettop(L)))
             return 0;
-        path_pop(w, old);
+        frame_pop(w);
         lua_pop(L, 1);
     }
     dms_jw_putc(w->jw, ']');
@@ -1145,20 +1183,27 @@ static int write_list(walker *w, int shape, int val)
     return 1;
 }
 
-/* The string at val against a string shape: UTF-8, and its length in
- * characters (code points, as botocore counts them) within min..max. */
-static int check_string(walker *w, int shape, int val)
+/* Writes the string at val for a string shape (or a map key of one): valid
+ * UTF-8, its length in characters (code points, as botocore counts them)
+ * within the model's min..max. */
+static int write_string(walker *w, int shape, int val)
 {
     lua_State *L = w->L;
     size_t len, chars;
     const char *s = lua_tolstring(L, val, &len);
-    double lim;
-    if (!dms_utf8_check(s, len, &chars))
+    double min = 0, max = 0;
+    int has_min = shape && opt_number(L, shape, "min", &min);
+    int has_max = shape && opt_number(L, shape, "max", &max);
+    if (has_min || has_max) {
+        if (!dms_utf8_check(s, len, &chars))
+            return fail(w, "InvalidParameterValue", "is not valid UTF-8 text%s", NULL);
+        if (has_min && (double)chars < min)
+            return fail(w, "InvalidParameterValue", "is shorter than the model allows%s", NULL);
+        if (has_max && (double)chars > max)
+            return fail(w, "InvalidParameterValue", "is longer than the model allows%s", NULL);
+    }
+    if (!dms_jw_string(w->jw, s, len))
         return fail(w, "InvalidParameterValue", "is not valid UTF-8 text%s", NULL);
-    if (shape && opt_number(L, shape, "min", &lim) && (double)chars < lim)
-        return fail(w, "InvalidParameterValue", "is shorter than the model allows%s", NULL);
-    if (shape && opt_number(L, shape, "max", &lim) && (double)chars > lim)
-        return fail(w, "InvalidParameterValue", "is longer than the model allows%s", NULL);
     return 1;
 }
 
@@ -1178,8 +1223,6 @@ static int write_map(walker *w, int shape, int val)
     lua_pushnil(L);
     while (lua_next(L, val) != 0) {
         int key = lua_gettop(L) - 1;
-        size_t old, kl;
-        const char *k;
         if (lua_type(L, key) != LUA_TSTRING)
             return fail(w, "InvalidParameterType", "must have string keys (map)%s", NULL);
         count++;
@@ -1187,22 +1230,16 @@ static int write_map(walker *w, int shape, int val)
             lua_pop(L, 1);
             continue;
         }
-        {
-            char kname[PATH_MAX_LEN];
-            printable(L, key, kname, sizeof kname);
-            old = path_push(w, "[%s]", kname);
-        }
-        k = lua_tolstring(L, key, &kl);
-        if (!check_string(w, kshape, key))
-            return 0;
+        frame_push(w, key, 1, 0);
         if (!first)
             dms_jw_putc(w->jw, ',');
         first = 0;
-        dms_jw_string(w->jw, k, kl);
+        if (!write_string(w, kshape, key))
+            return 0;
         dms_jw_putc(w->jw, ':');
         if (!write_value(w, vname, key + 1))
             return 0;
-        path_pop(w, old);
+        frame_pop(w);
         lua_pop(L, 1);
     }
     dms_jw_putc(w->jw, '}');
@@ -1341,13 +1378,10 @@ static int write_value(walker *w, int name_idx, int val)
     case K_LIST: ok = write_list(w, shape, val); break;
     case K_MAP: ok = write_map(w, shape, val); break;
     case K_STRING:
-        if (lua_type(L, val) != LUA_TSTRING) {
+        if (lua_type(L, val) != LUA_TSTRING)
             ok = fail(w, "InvalidParameterType", "must be a string, not %s", luaL_typename(L, val));
-        } else if ((ok = check_string(w, shape, val))) {
-            size_t n;
-            const char *s = lua_tolstring(L, val, &n);
-            dms_jw_string(w->jw, s, n);
-        }
+        else
+            ok = write_string(w, shape, val);
         break;
     case K_INTEGER: ok = write_integer(w, shape, val, 0); break;
     case K_LONG: ok = write_integer(w, shape, val, 1); break;
