@@ -8,8 +8,9 @@
  * back to the same double), literals, and whole values for document types.
  *
  * Nothing here keeps a pointer into a Lua value beyond the call that was
- * given it, and nothing allocates outside Lua: a Lua error raised in the
- * middle leaves nothing behind.
+ * given it, and what is allocated outside Lua (the copy of a long number
+ * for strtod) is freed before any Lua call: a Lua error raised in the middle
+ * leaves nothing behind.
  */
 #ifndef DMS_JSON_H
 #define DMS_JSON_H

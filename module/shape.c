@@ -1476,8 +1476,9 @@ static int shape_build(lua_State *L)
         lua_replace(L, 3);
     }
     if (!push_model_parts(L, 2, "input")) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "unknown operation '%.100s'", lua_tostring(L, 2));
+        char msg[200], name[101];
+        printable(L, 2, name, sizeof name);
+        snprintf(msg, sizeof msg, "unknown operation '%s'", name);
         return dms_return_error(L, "validation", "UnknownOperation", msg);
     }
     input = 4;                              /* 4: input shape name, 5: shapes */
@@ -2096,8 +2097,10 @@ static int shape_parse(lua_State *L)
     luaL_checkstring(L, 5);
     lua_settop(L, 5);
     if (!push_model_parts(L, 2, "output")) {
-        lua_pushfstring(L, "unknown operation '%s'", lua_tostring(L, 2));
-        return dms_return_error(L, "validation", "UnknownOperation", lua_tostring(L, -1));
+        char msg[200], name[101];
+        printable(L, 2, name, sizeof name);
+        snprintf(msg, sizeof msg, "unknown operation '%s'", name);
+        return dms_return_error(L, "validation", "UnknownOperation", msg);
     }
     output = 6;
     shapes = 7;
