@@ -389,7 +389,7 @@ int dms_jr_string(dms_jr *r, lua_State *L)
         case 'r': out[k++] = '\r'; p++; break;
         case 't': out[k++] = '\t'; p++; break;
         case 'u': {
-            unsigned u, lo;
+            unsigned u = 0xFFFD, lo;
             read_u4(p + 1, end, &u);    /* checked by the span */
             p += 5;
             if (u >= 0xD800 && u <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u'
