@@ -5,6 +5,8 @@ that speaks a JSON protocol (awsJson1_0 or awsJson1_1).
 
     tools/gen_model.py ../shared/reference/dms/service-2.shapes.json > lua/dms/model.lua
     tools/gen_model.py service-2.json -o model.lua
+    tools/gen_model.py --suite 3 protocol-tests/input_json.json   a suite of
+        botocore's protocol tests: its operations are those its cases name
 
 The output keeps what module/shape.c needs: the metadata that makes a request
 (protocol, jsonVersion, targetPrefix, signing name), the operations (input,
@@ -152,7 +154,18 @@ def compact_shape(name, shape, rules):
     return out
 
 
+def from_suite(suite):
+    """A service model from a suite of botocore's protocol tests (metadata,
+    shapes, cases): the operations are the `given` of its cases."""
+    ops = {}
+    for case in suite.get("cases", []):
+        ops.setdefault(case["given"]["name"], case["given"])
+    return {"metadata": suite["metadata"], "operations": ops, "shapes": suite.get("shapes", {})}
+
+
 def generate(model, source_name="", write=sys.stdout.write):
+    if "operations" not in model and "cases" in model:
+        model = from_suite(model)
     meta = model.get("metadata", {})
     protocol = meta.get("protocol")
     protocols = set(meta.get("protocols") or [protocol])
@@ -220,12 +233,19 @@ def main(argv=None):
     ap.add_argument("model", nargs="?", default="../shared/reference/dms/service-2.shapes.json",
                     help="the service-2 JSON model ('-' for stdin)")
     ap.add_argument("-o", "--output", help="write here instead of stdout")
+    ap.add_argument("--suite", type=int, help="for a file of protocol test suites: which one (from 1)")
     args = ap.parse_args(argv)
     if args.model == "-":
         model = json.load(sys.stdin)
     else:
         with open(args.model, encoding="utf-8") as f:
             model = json.load(f)
+    if isinstance(model, list):
+        if not args.suite or not 1 <= args.suite <= len(model):
+            sys.stderr.write("gen_model.py: the file holds %d protocol test suites: choose one with "
+                             "--suite N\n" % len(model))
+            return 2
+        model = model[args.suite - 1]
     chunks = []
     try:
         generate(model, args.model.rsplit("/", 1)[-1], chunks.append)

@@ -55,12 +55,8 @@ def main(outdir, files):
             suites = json.load(f)
         for n, suite in enumerate(suites, 1):
             name = "%s-%d" % (base, n)
-            ops = {}
-            for case in suite["cases"]:
-                ops.setdefault(case["given"]["name"], case["given"])
-            model = {"metadata": suite["metadata"], "operations": ops, "shapes": suite["shapes"]}
             chunks = []
-            gen_model.generate(model, name, chunks.append)
+            gen_model.generate(gen_model.from_suite(suite), name, chunks.append)
             with open(os.path.join(outdir, name + ".model.lua"), "w", encoding="utf-8") as f:
                 f.write("".join(chunks))
             with open(os.path.join(outdir, name + ".cases.lua"), "w", encoding="utf-8") as f:
