@@ -24,9 +24,9 @@ CURL_LIBS = -lcurl
 
 # dms.core (signing, shapes, system calls: OpenSSL) and dms.curl (libcurl),
 # two modules so that a process sending through cosockets never maps libcurl
-CORE_SRCS = module/core.c module/error.c module/sigv4.c module/shape.c module/sys.c
+CORE_SRCS = module/core.c module/error.c module/json.c module/sigv4.c module/shape.c module/sys.c
 CURL_SRCS = module/curl.c module/error.c module/http.c
-HDRS = module/compat.h module/error.h module/sigv4.h module/shape.h module/sys.h module/http.h
+HDRS = module/compat.h module/error.h module/json.h module/sigv4.h module/shape.h module/sys.h module/http.h
 MODULE = $(BUILD_DIR)/dms/core.so
 CURL_MODULE = $(BUILD_DIR)/dms/curl.so
 

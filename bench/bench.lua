@@ -1,5 +1,5 @@
 -- `make bench`: lua-dms against botocore on the same machine and inputs.
---   signing, build+sign+parse without network, calls to the local DMS
+--   signing, build and parse alone, build+sign+parse without network, calls to the local DMS
 --   endpoint over keep-alive, start-up, memory; figures and ratios.
 local t_load0 = os.clock()
 local dms = require "dms"
@@ -54,6 +54,29 @@ local pipeline_s = timeit(N_PURE, function()
   core.parse(model, "StartReplication", 200, {}, body)
 end)
 
+-- build alone (validation and the JSON writer of dms.core), and parse of a page
+local filters = {}
+for i = 1, 20 do
+  local values = {}
+  for j = 1, 10 do values[j] = ARN .. i .. "-" .. j end
+  filters[i] = { Name = "replication-config-arn", Values = values }
+end
+local describe_params = { Filters = filters, MaxRecords = 100 }
+local build_s = timeit(N_PURE, function() assert(core.build(model, "StartReplication", params)) end)
+local build_big_s = timeit(math.ceil(N_PURE / 20), function()
+  assert(core.build(model, "DescribeReplications", describe_params))
+end)
+local page = {}
+for i = 1, 50 do
+  page[i] = { ReplicationConfigArn = ARN .. i, Status = "running", ReplicationCreateTime = 1764072000.5,
+              ReplicationStats = { FullLoadProgressPercent = 42, TablesLoaded = 4, ElapsedTimeMillis = 123456 },
+              ProvisionData = { ProvisionState = "provisioned", ProvisionedCapacityUnits = 16 } }
+end
+local page_body = cjson.encode({ Replications = page, Marker = "next" })
+local parse_page_s = timeit(math.ceil(N_PURE / 20), function()
+  assert(core.parse(model, "DescribeReplications", 200, {}, page_body))
+end)
+
 local client = assert(dms.new({ region = "us-east-1", endpoint = url,
   credentials = { access_key = KEY, secret_key = SECRET } }))
 assert(client:describe_replications({ MaxRecords = 20 }))
@@ -94,6 +117,9 @@ print(string.format("lua-dms bench (%s, %s)", jit and jit.version or _VERSION, r
 print(string.format("%-44s %12s %12s %8s", "", "lua-dms", "botocore", "faster"))
 print(string.format("%-44s %12s %12s %8s", "SigV4 sign (per request)", us(sign_s),
   boto and us(boto.sign_s) or "n/a", ratio(sign_s, boto and boto.sign_s)))
+print(string.format("%-44s %12s %12s %8s", "build StartReplication (validate + write JSON)", us(build_s), "", ""))
+print(string.format("%-44s %12s %12s %8s", "build DescribeReplications, 20 x 10 ARNs", us(build_big_s), "", ""))
+print(string.format("%-44s %12s %12s %8s", "parse a page of 50 replications", us(parse_page_s), "", ""))
 print(string.format("%-44s %12s %12s %8s", "build + sign + parse StartReplication", us(pipeline_s),
   boto and us(boto.pipeline_s) or "n/a", ratio(pipeline_s, boto and boto.pipeline_s)))
 print(string.format("%-44s %12s %12s %8s", "DescribeReplications over keep-alive", us(call_s),

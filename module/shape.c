@@ -1,31 +1,178 @@
 /*
- * Lua tables <-> DMS shapes (AWS JSON 1.1 protocol).
+ * Lua tables <-> the request and response shapes of an AWS JSON protocol
+ * model (awsJson1_0, awsJson1_1), driven by the model table that
+ * tools/gen_model.py generates.
  *
- * The request side walks params along the operation's input shape, checks
- * every rule before anything is sent, and builds a normalised copy (input
- * tables are never mutated) that lua-cjson turns into text. The response side
- * walks the decoded body along the output shape: timestamps become epoch
- * numbers, integers become integers, members the model does not know are kept.
+ * build walks params along the operation's input shape and writes the JSON
+ * text as it goes (json.c): every rule is checked before anything is sent,
+ * the shape says what each value is (an empty list is [], a long is written
+ * exactly, a double with up to 17 significant digits, a timestamp in the
+ * model's format), and the params are never mutated. parse reads the body
+ * text along the output shape: timestamps become epoch seconds, integers and
+ * longs exact integers, blobs bytes; members the model does not define are
+ * dropped, as botocore drops them.
+ *
+ * Lua values are read with raw access (model, params, decoded values) except
+ * the response headers and date tables, which may be proxies with __index:
+ * every string taken from a Lua value stays on the stack while C uses it.
  */
 #include "shape.h"
 #include "compat.h"
 #include "error.h"
+#include "json.h"
 
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
-/* upvalues of build and parse: a private lua-cjson instance's encode and decode */
-#define UV_ENCODE 1
-#define UV_DECODE 2
+/* upvalues of build, parse and timestamp (LuaJIT: ffi int64 boxing; else nil) */
+#define UV_BOX 1       /* function(hi, lo) -> int64 cdata */
+#define UV_UNBOX 2     /* function(v) -> "123LL" for an int64/uint64 cdata, else nil */
 
 #define MAX_DEPTH 64
-#define PATH_MAX_LEN 2048    /* room for MAX_DEPTH levels of DMS member names */
+#define PATH_MAX_LEN 2048    /* room for MAX_DEPTH levels of member names */
+#define MAX_ARN_LEN 2048     /* the longest ARN AWS documents for any service */
+
+/* 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z */
+#define EPOCH_MIN -62135596800.0
+#define EPOCH_END 253402300800.0
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+
+/* Pushes t[k] without metamethods (t at an absolute index). */
+static int rawfield(lua_State *L, int t, const char *k)
+{
+    lua_pushstring(L, k);
+    lua_rawget(L, t);
+    return lua_type(L, -1);
+}
+
+static int is_null(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
+}
+
+/* A string at idx equal to the C string s (lengths compared, not C strings). */
+static int lstr_eq(lua_State *L, int idx, const char *s, size_t n)
+{
+    size_t len;
+    const char *v;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    v = lua_tolstring(L, idx, &len);
+    return len == n && memcmp(v, s, n) == 0;
+}
+
+/* An integral number pushed exactly: an integer on Lua 5.3+; on LuaJIT a
+ * number up to 2^53 and beyond it an int64 cdata (ffi), or failing that its
+ * decimal text. */
+static void push_int64(lua_State *L, long long v)
+{
+#if LUA_VERSION_NUM >= 503
+    lua_pushinteger(L, (lua_Integer)v);
+#else
+    if (v >= -9007199254740992LL && v <= 9007199254740992LL) {
+        lua_pushnumber(L, (lua_Number)v);
+        return;
+    }
+    if (lua_isfunction(L, lua_upvalueindex(UV_BOX))) {
+        unsigned long long u = (unsigned long long)v;
+        long long hi = (long long)(int)(unsigned)(u >> 32);
+        lua_pushvalue(L, lua_upvalueindex(UV_BOX));
+        lua_pushnumber(L, (lua_Number)hi);
+        lua_pushnumber(L, (lua_Number)(u & 0xFFFFFFFFULL));
+        lua_call(L, 2, 1);
+        return;
+    }
+    {
+        char tmp[24];
+        snprintf(tmp, sizeof tmp, "%lld", v);
+        lua_pushstring(L, tmp);
+    }
+#endif
+}
+
+/* An integral double pushed as an integer when it is one exactly. */
+static void push_number(lua_State *L, double v)
+{
+    if (v == floor(v) && v >= -9223372036854775808.0 && v < 9223372036854775808.0) {
+#if LUA_VERSION_NUM >= 503
+        lua_pushinteger(L, (lua_Integer)(long long)v);
+#else
+        lua_pushnumber(L, (lua_Number)v);
+#endif
+    } else {
+        lua_pushnumber(L, (lua_Number)v);
+    }
+}
+
+/* Reads the 64-bit integer at idx: an integer, an integral float within
+ * range, or (LuaJIT) an int64_t/uint64_t cdata. 1: ok, 0: not an integer,
+ * -1: an integer outside the 64-bit range. */
+static int to_int64(lua_State *L, int idx, long long *out)
+{
+    int t = lua_type(L, idx);
+    if (t == LUA_TNUMBER) {
+        double d;
+#if LUA_VERSION_NUM >= 503
+        if (lua_isinteger(L, idx)) {
+            *out = (long long)lua_tointeger(L, idx);
+            return 1;
+        }
+#endif
+        d = (double)lua_tonumber(L, idx);
+        if (!isfinite(d) || d != floor(d))
+            return 0;
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+            return -1;
+        *out = (long long)d;
+        return 1;
+    }
+#if LUA_VERSION_NUM < 503
+    if (t != LUA_TNONE && strcmp(lua_typename(L, t), "cdata") == 0
+        && lua_isfunction(L, lua_upvalueindex(UV_UNBOX))) {
+        int r = 0;
+        lua_pushvalue(L, lua_upvalueindex(UV_UNBOX));
+        lua_pushvalue(L, idx);
+        lua_call(L, 1, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t n;
+            const char *s = lua_tolstring(L, -1, &n);
+            int neg = s[0] == '-', uns = n >= 3 && memcmp(s + n - 3, "ULL", 3) == 0;
+            size_t digits = n - (uns ? 3 : 2) - (size_t)neg;
+            unsigned long long acc = 0;
+            size_t i;
+            r = digits > 0 && digits <= 20;
+            for (i = 0; r && i < digits; i++) {
+                unsigned d = (unsigned)(s[neg + i] - '0');
+                if (d > 9 || acc > (~0ULL - d) / 10)
+                    r = d > 9 ? 0 : -1;
+                else
+                    acc = acc * 10 + d;
+            }
+            if (r == 1) {
+                if (!neg && acc <= 9223372036854775807ULL)
+                    *out = (long long)acc;
+                else if (neg && acc <= 9223372036854775808ULL)
+                    *out = acc == 9223372036854775808ULL ? (-9223372036854775807LL - 1) : -(long long)acc;
+                else
+                    r = -1;
+            }
+        }
+        lua_pop(L, 1);
+        return r;
+    }
+#endif
+    return 0;
+}
 
 /* ------------------------------------------------------------------ */
 /* timestamps                                                          */
@@ -41,6 +188,23 @@ static long long days_from_civil(long long y, unsigned m, unsigned d)
     doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
     doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + (long long)doe - 719468;
+}
+
+/* The date of a day number (the inverse of days_from_civil). */
+static void civil_from_days(long long z, int *y, int *m, int *d)
+{
+    long long era, yy;
+    unsigned doe, yoe, doy, mp;
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = (unsigned)(z - era * 146097);
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    yy = (long long)yoe + era * 400;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yy + (*m <= 2));
 }
 
 static int days_in_month(long long y, int m)
@@ -71,8 +235,9 @@ static int digits(const char *s, size_t len, size_t *pos, int n, int *out)
 static int parse_iso8601(const char *s, size_t len, double *out)
 {
     size_t p = 0;
-    int Y, M, D, h = 0, m = 0, sec = 0, oh = 0, om = 0, sign = 0;
-    double frac = 0;
+    int Y, M, D, h = 0, m = 0, sec = 0, oh = 0, om = 0, sign = 0, nfrac = 0;
+    long long frac = 0;
+    double v;
 
     if (digits(s, len, &p, 4, &Y) || p >= len || s[p++] != '-' || digits(s, len, &p, 2, &M)
         || p >= len || s[p++] != '-' || digits(s, len, &p, 2, &D))
@@ -88,13 +253,16 @@ static int parse_iso8601(const char *s, size_t len, double *out)
             if (digits(s, len, &p, 2, &sec))
                 return -1;
             if (p < len && (s[p] == '.' || s[p] == ',')) {
-                double scale = 0.1;
                 p++;
                 if (p >= len || !isdigit((unsigned char)s[p]))
                     return -1;
+                /* nanoseconds at most; further digits are read and dropped */
                 while (p < len && isdigit((unsigned char)s[p])) {
-                    frac += (s[p++] - '0') * scale;
-                    scale /= 10;
+                    if (nfrac < 9) {
+                        frac = frac * 10 + (s[p] - '0');
+                        nfrac++;
+                    }
+                    p++;
                 }
             }
         }
@@ -114,37 +282,92 @@ static int parse_iso8601(const char *s, size_t len, double *out)
     }
     if (p != len)
         return -1;
-    *out = (double)(days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400LL
-                    + h * 3600 + m * 60 + sec - sign * (oh * 3600 + om * 60)) + frac;
+    v = (double)(days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400LL
+                 + h * 3600 + m * 60 + sec - sign * (oh * 3600 + om * 60));
+    if (nfrac) {
+        static const double pow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+        v += (double)frac / pow10[nfrac];
+    }
+    if (!(v >= EPOCH_MIN && v < EPOCH_END))
+        return -1;
+    *out = v;
     return 0;
 }
 
-/* A number with no fraction: 3 and 3.0 alike, whatever the Lua version. */
-static int is_integral(lua_State *L, int idx)
+static const char *const WEEKDAYS[] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
+static const char *const MONTHS[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* RFC 822/1123 dates of HTTP: [Sun, ]02 Jan 2000 20:34:56 (GMT|UTC|UT|Z|+hhmm|-hhmm) */
+static int parse_rfc822(const char *s, size_t len, double *out)
 {
-    double v;
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        return 0;
-    if (dms_compat_isinteger(L, idx))
-        return 1;
-    v = (double)lua_tonumber(L, idx);
-    return isfinite(v) && v == floor(v);
+    size_t p = 0;
+    int D = 0, M = -1, Y, h, m, sec, i, sign = 0, off = 0;
+    if (len >= 5 && s[3] == ',') {
+        for (i = 0; i < 7 && strncmp(s, WEEKDAYS[i], 3) != 0; i++)
+            ;
+        if (i == 7)
+            return -1;
+        p = 4;
+        while (p < len && s[p] == ' ')
+            p++;
+    }
+    if (p + 2 <= len && isdigit((unsigned char)s[p]) && isdigit((unsigned char)s[p + 1]))
+        digits(s, len, &p, 2, &D);
+    else if (digits(s, len, &p, 1, &D))
+        return -1;
+    if (p >= len || s[p++] != ' ' || p + 3 > len)
+        return -1;
+    for (i = 0; i < 12; i++)
+        if (strncmp(s + p, MONTHS[i], 3) == 0)
+            M = i + 1;
+    if (M < 0)
+        return -1;
+    p += 3;
+    if (p >= len || s[p++] != ' ' || digits(s, len, &p, 4, &Y) || p >= len || s[p++] != ' '
+        || digits(s, len, &p, 2, &h) || p >= len || s[p++] != ':' || digits(s, len, &p, 2, &m)
+        || p >= len || s[p++] != ':' || digits(s, len, &p, 2, &sec))
+        return -1;
+    if (D < 1 || D > days_in_month(Y, M) || h > 23 || m > 59 || sec > 60)
+        return -1;
+    if (p < len) {
+        if (s[p++] != ' ')
+            return -1;
+        if ((len - p == 3 && (memcmp(s + p, "GMT", 3) == 0 || memcmp(s + p, "UTC", 3) == 0))
+            || (len - p == 2 && memcmp(s + p, "UT", 2) == 0) || (len - p == 1 && s[p] == 'Z')) {
+            p = len;
+        } else if (len - p == 5 && (s[p] == '+' || s[p] == '-')) {
+            int oh, om;
+            sign = s[p] == '-' ? -1 : 1;
+            p++;
+            if (digits(s, len, &p, 2, &oh) || digits(s, len, &p, 2, &om) || oh > 23 || om > 59)
+                return -1;
+            off = oh * 3600 + om * 60;
+        } else {
+            return -1;
+        }
+    }
+    *out = (double)(days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400LL + h * 3600 + m * 60 + sec
+                    - sign * off);
+    return *out >= EPOCH_MIN && *out < EPOCH_END ? 0 : -1;
 }
 
 static int table_int_field(lua_State *L, int idx, const char *k, int required, int dflt,
                            int lo, int hi, int *out)
 {
     int ok = 1;
+    long long v;
+    /* lua_getfield: a date table may be a proxy; the value stays on the
+     * stack until it has been read */
     lua_getfield(L, idx, k);
     if (lua_isnil(L, -1)) {
         ok = !required;
         *out = dflt;
-    } else if (!is_integral(L, -1)) {
+    } else if (lua_type(L, -1) != LUA_TNUMBER || to_int64(L, -1, &v) != 1) {
         ok = 0;
     } else {
-        lua_Number v = lua_tonumber(L, -1);
         ok = v >= lo && v <= hi;
-        if (ok)             /* converting a value beyond int is undefined */
+        if (ok)
             *out = (int)v;
     }
     lua_pop(L, 1);
@@ -154,7 +377,7 @@ static int table_int_field(lua_State *L, int idx, const char *k, int required, i
 /*
  * Converts the value at idx (epoch number, ISO-8601 string, or an
  * os.date("*t")-style table read as os.time() reads it: local time) to epoch
- * seconds. Returns 0, or -1 with a reason in why.
+ * seconds in the years 0001..9999. Returns 0, or -1 with a reason in why.
  */
 static int to_epoch(lua_State *L, int idx, double *out, const char **why)
 {
@@ -163,6 +386,10 @@ static int to_epoch(lua_State *L, int idx, double *out, const char **why)
         double v = (double)lua_tonumber(L, idx);
         if (!isfinite(v)) {
             *why = "must be a finite number of seconds";
+            return -1;
+        }
+        if (!(v >= EPOCH_MIN && v < EPOCH_END)) {
+            *why = "must be a time in the years 0001..9999 (epoch seconds -62135596800 .. 253402300799)";
             return -1;
         }
         *out = v;
@@ -205,7 +432,8 @@ static int to_epoch(lua_State *L, int idx, double *out, const char **why)
         tm.tm_sec = s;
         tm.tm_isdst = isdst;
         t = mktime(&tm);
-        if (t == (time_t)-1 && !(Y == 1969 || Y == 1970)) {
+        if ((t == (time_t)-1 && !(Y == 1969 || Y == 1970))
+            || !((double)t >= EPOCH_MIN && (double)t < EPOCH_END)) {
             *why = "is a date this system cannot represent";
             return -1;
         }
@@ -218,43 +446,85 @@ static int to_epoch(lua_State *L, int idx, double *out, const char **why)
     }
 }
 
-static void push_number(lua_State *L, double v)
+/* Whole seconds and a fraction in units of 10^-digits, rounded. */
+static void split_time(double v, int scale_digits, long long *secs, long long *frac)
 {
-    if (v == floor(v) && fabs(v) < 9007199254740992.0)
-        dms_compat_pushint64(L, (long long)v);
-    else
-        lua_pushnumber(L, (lua_Number)v);
+    static const double pow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+    long long scale = (long long)pow10[scale_digits];
+    double whole = floor(v);
+    long long f = (long long)floor((v - whole) * (double)scale + 0.5);
+    *secs = (long long)whole;
+    if (f >= scale) {
+        (*secs)++;
+        f -= scale;
+    }
+    *frac = f;
 }
 
-/*
- * Pushes v as ISO-8601 UTC text with milliseconds when it has a fraction;
- * returns -1 (pushing nothing) outside the years 0001..9999.
- */
-static int push_iso8601(lua_State *L, double v)
+/* Breaks epoch seconds into the civil time of UTC. */
+static void civil(long long secs, int *Y, int *M, int *D, int *h, int *m, int *s, int *wday)
+{
+    long long days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    long long rem = secs - days * 86400;
+    civil_from_days(days, Y, M, D);
+    *h = (int)(rem / 3600);
+    *m = (int)(rem % 3600 / 60);
+    *s = (int)(rem % 60);
+    *wday = (int)(((days % 7) + 7) % 7);    /* 0 = Thursday */
+}
+
+/* ISO-8601 UTC with microseconds when there is a fraction (as botocore). */
+static void write_iso8601(dms_jw *w, double v)
+{
+    char buf[48];
+    long long secs, us;
+    int Y, M, D, h, m, s, wd, k;
+    split_time(v, 6, &secs, &us);
+    if (secs > 253402300799LL) {        /* 9999-12-31T23:59:59.9999996 rounds up */
+        secs = 253402300799LL;
+        us = 999999;
+    }
+    civil(secs, &Y, &M, &D, &h, &m, &s, &wd);
+    k = snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d", Y, M, D, h, m, s);
+    if (us)
+        k += snprintf(buf + k, sizeof buf - (size_t)k, ".%06lld", us);
+    k += snprintf(buf + k, sizeof buf - (size_t)k, "Z\"");
+    dms_jw_put(w, buf, (size_t)k);
+}
+
+/* RFC 822 (HTTP date) in whole seconds: RFC 822 has no fraction. */
+static void write_rfc822(dms_jw *w, double v)
+{
+    char buf[48];
+    int Y, M, D, h, m, s, wd, k;
+    civil((long long)floor(v), &Y, &M, &D, &h, &m, &s, &wd);
+    k = snprintf(buf, sizeof buf, "\"%s, %02d %s %04d %02d:%02d:%02d GMT\"", WEEKDAYS[wd], D,
+                 MONTHS[M - 1], Y, h, m, s);
+    dms_jw_put(w, buf, (size_t)k);
+}
+
+/* Epoch seconds, with milliseconds when there is a fraction. */
+static void write_epoch(dms_jw *w, double v)
 {
     char buf[40];
-    struct tm tm;
-    long long ms, secs;
-    int frac;
-    time_t t;
-    /* 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z */
-    if (!(v >= -62135596800.0 && v < 253402300800.0))
-        return -1;
-    /* round to the millisecond first, so that x.9996 becomes the next second */
-    ms = (long long)floor(v * 1000.0 + 0.5);
-    secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    frac = (int)(ms - secs * 1000);
-    t = (time_t)secs;
-    if (secs > 253402300799LL || !gmtime_r(&t, &tm))
-        return -1;
-    snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (frac > 0)
-        snprintf(buf + 19, sizeof buf - 19, ".%03dZ", frac);
-    else
-        strcpy(buf + 19, "Z");
-    lua_pushstring(L, buf);
-    return 0;
+    long long secs, ms;
+    int k;
+    split_time(v, 3, &secs, &ms);
+    if (ms == 0) {
+        dms_jw_int(w, secs);
+        return;
+    }
+    /* secs + ms/1000 exactly as decimal text: 1.25, -0.5 (= -1 + 0.5) */
+    if (secs < 0) {
+        long long total = secs * 1000 + ms;     /* negative */
+        long long a = -total;
+        k = snprintf(buf, sizeof buf, "-%lld.%03lld", a / 1000, a % 1000);
+    } else {
+        k = snprintf(buf, sizeof buf, "%lld.%03lld", secs, ms);
+    }
+    while (buf[k - 1] == '0')
+        k--;
+    dms_jw_put(w, buf, (size_t)k);
 }
 
 static int shape_timestamp(lua_State *L)
@@ -270,23 +540,96 @@ static int shape_timestamp(lua_State *L)
 }
 
 /* ------------------------------------------------------------------ */
-/* the walker                                                          */
+/* shapes                                                              */
+
+enum kind {
+    K_UNKNOWN, K_STRUCTURE, K_LIST, K_MAP, K_STRING, K_INTEGER, K_LONG, K_DOUBLE, K_FLOAT,
+    K_BOOLEAN, K_TIMESTAMP, K_BLOB
+};
+
+static enum kind shape_kind(lua_State *L, int shape)
+{
+    static const struct { const char *name; size_t len; enum kind k; } kinds[] = {
+        {"structure", 9, K_STRUCTURE}, {"string", 6, K_STRING}, {"list", 4, K_LIST},
+        {"integer", 7, K_INTEGER}, {"long", 4, K_LONG}, {"boolean", 7, K_BOOLEAN},
+        {"timestamp", 9, K_TIMESTAMP}, {"map", 3, K_MAP}, {"double", 6, K_DOUBLE},
+        {"float", 5, K_FLOAT}, {"blob", 4, K_BLOB},
+    };
+    enum kind k = K_UNKNOWN;
+    size_t i;
+    rawfield(L, shape, "type");
+    for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (lstr_eq(L, -1, kinds[i].name, kinds[i].len)) {
+            k = kinds[i].k;
+            break;
+        }
+    lua_pop(L, 1);
+    return k;
+}
+
+static int shape_flag(lua_State *L, int shape, const char *flag)
+{
+    int yes;
+    rawfield(L, shape, flag);
+    yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
+static int opt_number(lua_State *L, int shape, const char *k, double *out)
+{
+    int has = rawfield(L, shape, k) == LUA_TNUMBER;
+    if (has)
+        *out = (double)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return has;
+}
+
+/* Pushes the model's shape named by the string at name_idx: a table, or nil. */
+static int push_shape(lua_State *L, int shapes, int name_idx)
+{
+    if (name_idx == 0 || lua_type(L, name_idx) != LUA_TSTRING) {
+        lua_pushnil(L);
+        return 0;
+    }
+    lua_pushvalue(L, name_idx);
+    lua_rawget(L, shapes);
+    return lua_istable(L, -1);
+}
+
+/* ------------------------------------------------------------------ */
+/* build: the walker                                                   */
+
+/* Where the walker is: a member name or map key (a string at a stack index,
+ * there while the walker is below it) or a list index. The path is written
+ * out only when something fails. */
+typedef struct {
+    int idx;                    /* stack index of a member name or map key; 0: a list index */
+    int is_key;                 /* a map key: [key] rather than .name */
+    int index;
+} frame;
 
 typedef struct {
     lua_State *L;
-    int shapes;                 /* abs index of model.shapes */
+    int model, shapes;
     int depth;
+    dms_jw *jw;
+    frame frames[2 * MAX_DEPTH + 8];
+    int nframes;
     char path[PATH_MAX_LEN];
     size_t path_len;
     const char *code;           /* set on failure */
     char msg[PATH_MAX_LEN + 320];
 } walker;
 
-/* Appends fmt (one %s) with s to the path; returns the length to restore. */
-static size_t path_push(walker *w, const char *fmt, const char *s)
+/* Appends fmt (one %s) with s to the path. */
+static void path_push(walker *w, const char *fmt, const char *s)
 {
     size_t old = w->path_len;
-    int k = snprintf(w->path + old, sizeof w->path - old, fmt, s ? s : "?");
+    int k;
+    if (old >= sizeof w->path - 1)
+        return;
+    k = snprintf(w->path + old, sizeof w->path - old, fmt, s ? s : "?");
     if (k > 0) {
         if (old + (size_t)k < sizeof w->path) {
             w->path_len = old + (size_t)k;
@@ -296,13 +639,60 @@ static size_t path_push(walker *w, const char *fmt, const char *s)
             memcpy(w->path + w->path_len - 3, "...", 4);
         }
     }
-    return old;
 }
 
-static void path_pop(walker *w, size_t old)
+static void frame_push(walker *w, int idx, int is_key, int index)
 {
-    w->path_len = old;
-    w->path[old] = '\0';
+    if (w->nframes < (int)(sizeof w->frames / sizeof w->frames[0])) {
+        w->frames[w->nframes].idx = idx;
+        w->frames[w->nframes].is_key = is_key;
+        w->frames[w->nframes].index = index;
+    }
+    w->nframes++;
+}
+
+static void frame_pop(walker *w)
+{
+    w->nframes--;
+}
+
+/* The string at idx, printable: at most max bytes, a control character or
+ * NUL as '?' (a key "Name\0x" must not read as "Name"). */
+static void printable(lua_State *L, int idx, char *out, size_t max)
+{
+    size_t n, i, k = 0;
+    const char *s = lua_tolstring(L, idx, &n);
+    for (i = 0; i < n && k + 1 < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[k++] = (char)(c < 32 || c == 127 ? '?' : c);
+    }
+    out[k] = '\0';
+}
+
+/* Writes the path of the frames: Filters[2].Values[1], Labels[key]. */
+static void render_path(walker *w)
+{
+    int i, n = w->nframes < (int)(sizeof w->frames / sizeof w->frames[0])
+                   ? w->nframes : (int)(sizeof w->frames / sizeof w->frames[0]);
+    w->path_len = 0;
+    w->path[0] = '\0';
+    for (i = 0; i < n; i++) {
+        char name[PATH_MAX_LEN];
+        if (w->frames[i].idx == 0) {
+            snprintf(name, sizeof name, "%d", w->frames[i].index);
+            path_push(w, "[%s]", name);
+        } else {
+            printable(w->L, w->frames[i].idx, name, sizeof name);
+            path_push(w, w->frames[i].is_key ? "[%s]" : (w->path_len ? ".%s" : "%s"), name);
+        }
+    }
+}
+
+/* names the member at idx in the path of the error (err.member) */
+static void path_member(walker *w, int idx)
+{
+    frame_push(w, idx, 0, 0);
+    render_path(w);
 }
 
 static int fail(walker *w, const char *code, const char *fmt, const char *detail)
@@ -310,6 +700,7 @@ static int fail(walker *w, const char *code, const char *fmt, const char *detail
     char what[300];
     snprintf(what, sizeof what, fmt, detail ? detail : "");
     w->code = code;
+    render_path(w);
     if (w->path_len)
         snprintf(w->msg, sizeof w->msg, "%s %s", w->path, what);
     else
@@ -317,56 +708,16 @@ static int fail(walker *w, const char *code, const char *fmt, const char *detail
     return 0;
 }
 
-/* Pushes model.shapes[name] (a table) or fails. */
-static int get_shape(walker *w, const char *name)
-{
-    lua_getfield(w->L, w->shapes, name);
-    if (!lua_istable(w->L, -1)) {
-        lua_pop(w->L, 1);
-        w->code = "ModelError";
-        snprintf(w->msg, sizeof w->msg, "the model has no shape '%.100s'", name);
-        return 0;
-    }
-    return 1;
-}
-
-static const char *shape_type(lua_State *L, int shape)
-{
-    const char *t;
-    lua_getfield(L, shape, "type");
-    t = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    return t ? t : "";
-}
-
-static int opt_number(lua_State *L, int shape, const char *k, lua_Number *out)
-{
-    int has;
-    lua_getfield(L, shape, k);
-    has = lua_type(L, -1) == LUA_TNUMBER;
-    if (has)
-        *out = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-    return has;
-}
-
-static int in_list(lua_State *L, int list, const char *s)
-{
-    int i, n = (int)dms_compat_rawlen(L, list), found = 0;
-    for (i = 1; i <= n && !found; i++) {
-        lua_rawgeti(L, list, i);
-        found = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), s) == 0;
-        lua_pop(L, 1);
-    }
-    return found;
-}
-
-/* arn:partition:service:region:account:resource, the resource of type rtype when given */
-static int valid_arn(const char *s, size_t len, const char *service, const char *rtype)
+/* arn:partition:service:region:account:resource; with service, the resource
+ * must be of type rtype and the region and account must be there */
+static int valid_arn(const char *s, size_t len, const char *service, size_t slen,
+                     const char *rtype, size_t rlen)
 {
     const char *f[6];
     size_t flen[6], i = 0, k;
     const char *p = s, *end = s + len;
+    if (len > MAX_ARN_LEN)
+        return 0;
     for (k = 0; k < 5; k++) {
         const char *c = memchr(p, ':', (size_t)(end - p));
         if (!c)
@@ -382,251 +733,421 @@ static int valid_arn(const char *s, size_t len, const char *service, const char 
     if (flen[1] == 0 || flen[2] == 0 || flen[5] == 0)
         return 0;
     for (i = 0; i < len; i++)
-        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] == 127)
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 127)
             return 0;
     for (k = 0; k < flen[1]; k++)
         if (!islower((unsigned char)f[1][k]) && f[1][k] != '-')
             return 0;
-    if (service) {
-        size_t rl;
-        if (flen[2] != strlen(service) || memcmp(f[2], service, flen[2]) != 0)
+    if (rtype) {
+        if (service && (flen[2] != slen || memcmp(f[2], service, slen) != 0))
             return 0;
         if (flen[3] == 0 || flen[4] != 12)
             return 0;
         for (k = 0; k < 12; k++)
             if (!isdigit((unsigned char)f[4][k]))
                 return 0;
-        rl = strlen(rtype);
-        if (flen[5] <= rl + 1 || memcmp(f[5], rtype, rl) != 0 || f[5][rl] != ':')
+        if (flen[5] <= rlen + 1 || memcmp(f[5], rtype, rlen) != 0 || f[5][rlen] != ':')
             return 0;
     }
     return 1;
 }
 
-static int to_wire(walker *w, const char *shape_name, int val);
+/* The rules of traits[member] (enum, arn) for the value at val. */
+static int check_traits(walker *w, int traits, int key, int val)
+{
+    lua_State *L = w->L;
+    int ok = 1, rule, top = lua_gettop(L);
+    if (!traits || lua_type(L, val) != LUA_TSTRING)
+        return 1;
+    lua_pushvalue(L, key);
+    lua_rawget(L, traits);
+    if (!lua_istable(L, -1)) {
+        lua_settop(L, top);
+        return 1;
+    }
+    rule = lua_gettop(L);
+    if (rawfield(L, rule, "enum") == LUA_TTABLE) {
+        int list = lua_gettop(L), i, n = (int)dms_compat_rawlen(L, list), found = 0;
+        size_t vlen;
+        const char *v = lua_tolstring(L, val, &vlen);
+        for (i = 1; i <= n && !found; i++) {
+            lua_rawgeti(L, list, i);
+            found = lstr_eq(L, -1, v, vlen);
+            lua_pop(L, 1);
+        }
+        if (!found) {
+            char names[160] = "";
+            size_t used = 0;
+            for (i = 1; i <= n && used < sizeof names; i++) {
+                lua_rawgeti(L, list, i);
+                if (lua_type(L, -1) == LUA_TSTRING)
+                    used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+                                             i > 1 ? " | " : "", lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+            ok = fail(w, "InvalidParameterValue", "must be one of: %s", names);
+        }
+    }
+    lua_settop(L, rule);
+    if (ok && rawfield(L, rule, "arn") != LUA_TNIL) {
+        size_t len, rlen = 0, slen = 0;
+        const char *s = lua_tolstring(L, val, &len);
+        const char *rtype = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &rlen) : NULL;
+        const char *service = NULL;
+        if (rawfield(L, w->model, "arn_service") == LUA_TSTRING)
+            service = lua_tolstring(L, -1, &slen);
+        if (!valid_arn(s, len, service, slen, rtype, rlen)) {
+            char why[220];
+            if (len > MAX_ARN_LEN)
+                snprintf(why, sizeof why, "must be an ARN of at most %d characters", MAX_ARN_LEN);
+            else if (rtype)
+                snprintf(why, sizeof why, "must be an ARN like arn:aws:%.20s:us-east-1:123456789012:%.60s:NAME",
+                         service ? service : "service", rtype);
+            else
+                snprintf(why, sizeof why, "must be an ARN (arn:partition:service:region:account:resource)");
+            ok = fail(w, "InvalidParameterValue", "%s", why);
+        }
+    }
+    lua_settop(L, top);
+    return ok;
+}
 
-/* A JSON document member: a string that must hold a JSON object, or a table encoded to one. */
-static int json_member(walker *w, int val)
+static int write_value(walker *w, int name_idx, int val);
+
+/* A Lua value as a JSON document: tables with keys 1..n are arrays, tables
+ * with string keys objects ({} is {}), the light userdata NULL is null. */
+static int write_document(walker *w, dms_jw *jw, int val, int depth)
+{
+    lua_State *L = w->L;
+    int t = lua_type(L, val);
+    switch (t) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, val, &n);
+        if (!dms_jw_string(jw, s, n))
+            return fail(w, "InvalidParameterValue", "cannot be encoded as JSON: a string is not valid UTF-8%s", NULL);
+        return 1;
+    }
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, val))
+            dms_jw_lit(jw, "true");
+        else
+            dms_jw_lit(jw, "false");
+        return 1;
+    case LUA_TNUMBER: {
+        long long i;
+        double d;
+#if LUA_VERSION_NUM >= 503
+        if (lua_isinteger(L, val)) {
+            to_int64(L, val, &i);
+            dms_jw_int(jw, i);
+            return 1;
+        }
+#endif
+        (void)i;
+        d = (double)lua_tonumber(L, val);
+        if (!isfinite(d))
+            return fail(w, "InvalidParameterValue", "cannot be encoded as JSON: JSON has no NaN or infinity%s", NULL);
+        dms_jw_double(jw, d);
+        return 1;
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (is_null(L, val)) {
+            dms_jw_lit(jw, "null");
+            return 1;
+        }
+        break;
+    case LUA_TTABLE: {
+        int n = (int)dms_compat_rawlen(L, val), count = 0, first = 1, ok = 1;
+        if (depth >= DMS_JSON_MAX_DEPTH)
+            return fail(w, "InvalidParameterValue", "cannot be encoded as JSON: nested too deeply (a cycle?)%s", NULL);
+        luaL_checkstack(L, 6, "JSON document nested too deeply");
+        lua_pushnil(L);
+        while (lua_next(L, val) != 0) {
+            int kt = lua_type(L, -2);
+            if (n > 0 ? !(dms_compat_isinteger(L, -2) && lua_tonumber(L, -2) >= 1 && lua_tonumber(L, -2) <= n)
+                      : kt != LUA_TSTRING) {
+                lua_pop(L, 2);
+                return fail(w, "InvalidParameterValue", n > 0
+                            ? "cannot be encoded as JSON: a table mixes list items and named members%s"
+                            : "cannot be encoded as JSON: a table key that is not a string%s", NULL);
+            }
+            count++;
+            lua_pop(L, 1);
+        }
+        if (n > 0) {
+            int i;
+            if (count != n)
+                return fail(w, "InvalidParameterValue", "cannot be encoded as JSON: a list with holes%s", NULL);
+            dms_jw_putc(jw, '[');
+            for (i = 1; i <= n && ok; i++) {
+                if (i > 1)
+                    dms_jw_putc(jw, ',');
+                lua_rawgeti(L, val, i);
+                ok = write_document(w, jw, lua_gettop(L), depth + 1);
+                lua_pop(L, 1);
+            }
+            dms_jw_putc(jw, ']');
+            return ok;
+        }
+        dms_jw_putc(jw, '{');
+        lua_pushnil(L);
+        while (ok && lua_next(L, val) != 0) {
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            if (!first)
+                dms_jw_putc(jw, ',');
+            first = 0;
+            if (!dms_jw_string(jw, k, kl)) {
+                lua_pop(L, 2);
+                return fail(w, "InvalidParameterValue", "cannot be encoded as JSON: a key is not valid UTF-8%s", NULL);
+            }
+            dms_jw_putc(jw, ':');
+            ok = write_document(w, jw, lua_gettop(L), depth + 1);
+            lua_pop(L, ok ? 1 : 2);
+        }
+        dms_jw_putc(jw, '}');
+        return ok;
+    }
+    default: {
+        long long i;
+        if (to_int64(L, val, &i) == 1) {     /* an int64 cdata */
+            dms_jw_int(jw, i);
+            return 1;
+        }
+        break;
+    }
+    }
+    return fail(w, "InvalidParameterValue", "cannot be encoded as JSON: a %s", luaL_typename(L, val));
+}
+
+/* A member holding a JSON document as a string: a string that must hold a
+ * JSON object (sent as it is), or a table written as one. */
+static int write_json_member(walker *w, int val)
 {
     lua_State *L = w->L;
     if (lua_type(L, val) == LUA_TSTRING) {
-        size_t len, i = 0;
+        size_t len;
         const char *s = lua_tolstring(L, val, &len);
-        while (i < len && isspace((unsigned char)s[i]))
-            i++;
-        if (i >= len || s[i] != '{')
+        dms_jr r;
+        dms_jr_init(&r, s, len);
+        if (dms_jr_peek(&r) != '{')
             return fail(w, "InvalidParameterValue", "must be a JSON object (text or a Lua table)%s", NULL);
-        lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
-        lua_pushvalue(L, val);
-        if (lua_pcall(L, 1, 1, 0) != 0) {
-            lua_pop(L, 1);
+        if (!dms_jr_skip(&r) || dms_jr_peek(&r) != -1)
             return fail(w, "InvalidParameterValue", "must be a JSON object: the text is not valid JSON%s", NULL);
-        }
-        lua_pop(L, 1);
-        lua_pushvalue(L, val);
+        if (!dms_jw_string(w->jw, s, len))
+            return fail(w, "InvalidParameterValue", "is not valid UTF-8%s", NULL);
         return 1;
     }
     if (lua_type(L, val) == LUA_TTABLE) {
+        dms_jw doc;
+        int ok, top = lua_gettop(L);
         lua_rawgeti(L, val, 1);
         if (!lua_isnil(L, -1)) {
             lua_pop(L, 1);
             return fail(w, "InvalidParameterValue", "must be a JSON object, not a list%s", NULL);
         }
         lua_pop(L, 1);
-        lua_pushvalue(L, lua_upvalueindex(UV_ENCODE));
-        lua_pushvalue(L, val);
-        if (lua_pcall(L, 1, 1, 0) != 0) {
-            const char *e = lua_tostring(L, -1);
-            char why[160];
-            snprintf(why, sizeof why, "cannot be encoded as JSON: %.120s", e ? e : "?");
-            lua_pop(L, 1);
-            return fail(w, "InvalidParameterValue", "%s", why);
-        }
-        if (lua_type(L, -1) != LUA_TSTRING || lua_tostring(L, -1)[0] != '{') {
-            /* integer keys only (e.g. {[2] = "x"}): cjson writes an array */
-            lua_pop(L, 1);
-            return fail(w, "InvalidParameterValue", "must be a JSON object, not a list%s", NULL);
-        }
-        return 1;
+        dms_jw_init(&doc, L);
+        ok = write_document(w, &doc, val, 0);
+        if (ok && doc.buf[0] != '{')
+            ok = fail(w, "InvalidParameterValue", "must be a JSON object, not a list%s", NULL);
+        if (ok)
+            dms_jw_string(w->jw, doc.buf, doc.len);     /* our own text: valid UTF-8 */
+        lua_settop(L, top);
+        return ok;
     }
     return fail(w, "InvalidParameterType", "must be a JSON object string or a table, not %s",
                 luaL_typename(L, val));
 }
 
-static int check_traits(walker *w, int traits, const char *member, int val)
+/* A version 4 UUID, as botocore fills idempotency tokens. */
+static void write_uuid(dms_jw *jw)
 {
-    lua_State *L = w->L;
-    int ok = 1;
-    if (!traits)
-        return 1;
-    lua_getfield(L, traits, member);
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return 1;
+    unsigned char b[16];
+    char out[40];
+    static const char hex[] = "0123456789abcdef";
+    int i, k = 0;
+    if (RAND_bytes(b, sizeof b) != 1) {
+        /* no entropy from OpenSSL: the clock and address still make it unique enough */
+        unsigned long long t = (unsigned long long)time(NULL) ^ (unsigned long long)(size_t)jw;
+        for (i = 0; i < 16; i++)
+            b[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)(i * 37 + (int)clock());
     }
-    lua_getfield(L, -1, "enum");
-    if (lua_istable(L, -1) && lua_type(L, val) == LUA_TSTRING) {
-        if (!in_list(L, lua_gettop(L), lua_tostring(L, val))) {
-            int i, n = (int)dms_compat_rawlen(L, -1);
-            char list[160] = "";
-            size_t used = 0;
-            for (i = 1; i <= n; i++) {
-                lua_rawgeti(L, -1, i);
-                used += (size_t)snprintf(list + used, used < sizeof list ? sizeof list - used : 0,
-                                         "%s%s", i > 1 ? " | " : "", lua_tostring(L, -1));
-                lua_pop(L, 1);
-                if (used >= sizeof list)
-                    break;
-            }
-            ok = fail(w, "InvalidParameterValue", "must be one of: %s", list);
-        }
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80);
+    out[k++] = '"';
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[k++] = '-';
+        out[k++] = hex[b[i] >> 4];
+        out[k++] = hex[b[i] & 15];
     }
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "arn");
-    if (ok && !lua_isnil(L, -1) && lua_type(L, val) == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(L, val, &len);
-        const char *rtype = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        if (!valid_arn(s, len, rtype ? "dms" : NULL, rtype)) {
-            char why[160];
-            if (rtype)
-                snprintf(why, sizeof why,
-                         "must be an ARN like arn:aws:dms:us-east-1:123456789012:%s:NAME", rtype);
-            else
-                snprintf(why, sizeof why, "must be an ARN (arn:partition:service:region:account:resource)");
-            ok = fail(w, "InvalidParameterValue", "%s", why);
-        }
-    }
-    lua_pop(L, 2);
-    return ok;
+    out[k++] = '"';
+    dms_jw_put(jw, out, (size_t)k);
 }
 
-static int is_json_member(lua_State *L, int traits, const char *member)
+static int present(lua_State *L, int t, int key)
 {
-    int yes = 0;
-    if (!traits)
-        return 0;
-    lua_getfield(L, traits, member);
-    if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, "json");
-        yes = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-    }
+    int yes;
+    lua_pushvalue(L, key);
+    lua_rawget(L, t);
+    yes = !lua_isnil(L, -1) && !is_null(L, -1);
     lua_pop(L, 1);
     return yes;
 }
 
-static int structure_to_wire(walker *w, int shape, int val)
+static int write_structure(walker *w, int shape, int val)
 {
     lua_State *L = w->L;
-    int members, out, traits = 0, i, n;
+    int members, traits = 0, i, n, first = 1, given = 0;
 
+    if (shape_flag(L, shape, "document"))
+        return write_document(w, w->jw, val, 0);
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a table (structure), not %s",
                     luaL_typename(L, val));
-    lua_getfield(L, shape, "members");
+    rawfield(L, shape, "members");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
     members = lua_gettop(L);
-    lua_getfield(L, shape, "traits");
-    if (lua_istable(L, -1))
+    if (rawfield(L, shape, "traits") == LUA_TTABLE)
         traits = lua_gettop(L);
-    lua_newtable(L);
-    out = lua_gettop(L);
 
+    dms_jw_putc(w->jw, '{');
     lua_pushnil(L);
     while (lua_next(L, val) != 0) {
-        const char *member;
-        size_t old;
-        int ok;
-        if (lua_type(L, -2) != LUA_TSTRING)
+        /* stack: key, value */
+        int key = lua_gettop(L) - 1, value = key + 1, name, ok;
+        size_t klen;
+        const char *k;
+        if (lua_type(L, key) != LUA_TSTRING)
             return fail(w, "UnknownParameter", "has a key that is not a member name%s", NULL);
-        member = lua_tostring(L, -2);
-        lua_getfield(L, members, member);
-        if (!lua_isstring(L, -1)) {
-            char why[160];
-            snprintf(why, sizeof why, "has an unknown member '%.100s'", member);
+        if (is_null(L, value)) {            /* JSON null: as if absent */
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, key);
+        lua_rawget(L, members);             /* the member's shape name, by the exact key */
+        name = lua_gettop(L);
+        if (lua_type(L, name) != LUA_TSTRING) {
+            char why[160], kname[101];
+            printable(L, key, kname, sizeof kname);
+            snprintf(why, sizeof why, "has an unknown member '%s'", kname);
             fail(w, "UnknownParameter", "%s", why);
-            /* err.member names the unknown member itself */
-            path_push(w, w->path_len ? ".%s" : "%s", member);
+            path_member(w, key);            /* err.member names the unknown member itself */
             return 0;
         }
-        old = path_push(w, w->path_len ? ".%s" : "%s", member);
-        if (is_json_member(L, traits, member))
-            ok = json_member(w, lua_gettop(L) - 1);
-        else
-            ok = to_wire(w, lua_tostring(L, -1), lua_gettop(L) - 1);
+        frame_push(w, key, 0, 0);
+        if (!first)
+            dms_jw_putc(w->jw, ',');
+        first = 0;
+        k = lua_tolstring(L, key, &klen);
+        dms_jw_string(w->jw, k, klen);      /* a model member name */
+        dms_jw_putc(w->jw, ':');
+        if (traits) {
+            int json;
+            lua_pushvalue(L, key);
+            lua_rawget(L, traits);
+            json = lua_istable(L, -1) && (rawfield(L, lua_gettop(L), "json"), lua_toboolean(L, -1));
+            lua_settop(L, name);
+            ok = json ? write_json_member(w, value) : write_value(w, name, value);
+        } else {
+            ok = write_value(w, name, value);
+        }
         if (ok)
-            ok = check_traits(w, traits, member, lua_gettop(L) - 2);
+            ok = check_traits(w, traits, key, value);
         if (!ok)
-            return 0;           /* to_wire drops what is left on the stack */
-        path_pop(w, old);
-        /* stack: key, value, shape name, converted */
-        lua_pushvalue(L, -4);
-        lua_insert(L, -2);
-        lua_rawset(L, out);     /* nil (an omitted empty list) removes nothing */
-        lua_pop(L, 2);
-    }
-
-    lua_getfield(L, shape, "required");
-    n = lua_istable(L, -1) ? (int)dms_compat_rawlen(L, -1) : 0;
-    for (i = 1; i <= n; i++) {
-        const char *member;
-        lua_rawgeti(L, -1, i);
-        member = lua_tostring(L, -1);
-        lua_getfield(L, out, member);
-        if (lua_isnil(L, -1)) {
-            path_push(w, w->path_len ? ".%s" : "%s", member);
-            return fail(w, "MissingParameter", "is required%s", NULL);
-        }
-        lua_pop(L, 2);
-    }
-    lua_pop(L, 1);
-
-    lua_getfield(L, shape, "exclusive");
-    n = lua_istable(L, -1) ? (int)dms_compat_rawlen(L, -1) : 0;
-    for (i = 1; i <= n; i++) {
-        int j, m, given = 0;
-        char names[160] = "", first[120] = "";
-        size_t used = 0;
-        lua_rawgeti(L, -1, i);
-        m = (int)dms_compat_rawlen(L, -1);
-        for (j = 1; j <= m; j++) {
-            const char *member;
-            lua_rawgeti(L, -1, j);
-            member = lua_tostring(L, -1);
-            lua_getfield(L, out, member);
-            if (!lua_isnil(L, -1)) {
-                if (!given)
-                    snprintf(first, sizeof first, "%s", member);
-                given++;
-                if (used < sizeof names)
-                    used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
-                                             given > 1 ? " and " : "", member);
-            }
-            lua_pop(L, 2);
-        }
-        lua_pop(L, 1);
-        if (given > 1) {
-            char why[220];
-            snprintf(why, sizeof why, "cannot have %s together: give only one", names);
-            fail(w, "InvalidParameterCombination", "%s", why);
-            path_push(w, w->path_len ? ".%s" : "%s", first);
             return 0;
+        frame_pop(w);
+        given++;
+        lua_settop(L, key);
+    }
+
+    /* idempotency tokens the caller did not give: a fresh UUID each */
+    if (rawfield(L, shape, "idempotency_tokens") == LUA_TTABLE) {
+        int list = lua_gettop(L);
+        n = (int)dms_compat_rawlen(L, list);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, list, i);
+            if (lua_type(L, -1) == LUA_TSTRING && !present(L, val, lua_gettop(L))) {
+                size_t tl;
+                const char *t = lua_tolstring(L, -1, &tl);
+                if (!first)
+                    dms_jw_putc(w->jw, ',');
+                first = 0;
+                dms_jw_string(w->jw, t, tl);
+                dms_jw_putc(w->jw, ':');
+                write_uuid(w->jw);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    dms_jw_putc(w->jw, '}');
+
+    if (rawfield(L, shape, "required") == LUA_TTABLE) {
+        int list = lua_gettop(L);
+        n = (int)dms_compat_rawlen(L, list);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, list, i);
+            if (lua_type(L, -1) == LUA_TSTRING && !present(L, val, lua_gettop(L))) {
+                path_member(w, lua_gettop(L));
+                return fail(w, "MissingParameter", "is required%s", NULL);
+            }
+            lua_pop(L, 1);
         }
     }
     lua_pop(L, 1);
 
-    /* leave only the output table */
-    lua_replace(L, members);
-    lua_settop(L, members);
+    if (rawfield(L, shape, "exclusive") == LUA_TTABLE) {
+        int groups = lua_gettop(L);
+        n = (int)dms_compat_rawlen(L, groups);
+        for (i = 1; i <= n; i++) {
+            int j, m, count = 0, firstidx = 0;
+            char names[160] = "";
+            size_t used = 0;
+            lua_rawgeti(L, groups, i);
+            m = lua_istable(L, -1) ? (int)dms_compat_rawlen(L, -1) : 0;
+            for (j = 1; j <= m; j++) {
+                lua_rawgeti(L, groups + 1, j);
+                if (lua_type(L, -1) == LUA_TSTRING && present(L, val, lua_gettop(L))) {
+                    count++;
+                    if (!firstidx)
+                        firstidx = lua_gettop(L);   /* kept on the stack */
+                    if (used < sizeof names)
+                        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+                                                 count > 1 ? " and " : "", lua_tostring(L, -1));
+                } else {
+                    lua_pop(L, 1);
+                }
+            }
+            if (count > 1) {
+                char why[220];
+                snprintf(why, sizeof why, "cannot have %s together: give only one", names);
+                fail(w, "InvalidParameterCombination", "%s", why);
+                path_member(w, firstidx);
+                return 0;
+            }
+            lua_settop(L, groups);
+        }
+    }
+    lua_pop(L, 1);
+
+    if (shape_flag(L, shape, "union") && given != 1)
+        return fail(w, "InvalidParameterValue", given
+                    ? "sets more than one member of a union: give exactly one%s"
+                    : "sets no member of a union: give exactly one%s", NULL);
     return 1;
 }
 
-static int list_to_wire(walker *w, int shape, int val)
+static int write_list(walker *w, int shape, int val)
 {
     lua_State *L = w->L;
-    int n, i, out, count = 0;
-    const char *member;
-    lua_Number lim;
+    int n, i, count = 0, member;
+    double lim;
 
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a list (table), not %s", luaL_typename(L, val));
@@ -644,189 +1165,277 @@ static int list_to_wire(walker *w, int shape, int val)
         return fail(w, "InvalidParameterValue", "has fewer items than the model allows%s", NULL);
     if (opt_number(L, shape, "max", &lim) && n > lim)
         return fail(w, "InvalidParameterValue", "has more items than the model allows%s", NULL);
-    if (n == 0) {
-        /* lua-cjson cannot write [] for an empty table: the member is left out,
-         * which DMS reads the same way. */
-        lua_pushnil(L);
-        return 1;
-    }
-    lua_getfield(L, shape, "member");
-    member = lua_tostring(L, -1);
-    lua_createtable(L, n, 0);
-    out = lua_gettop(L);
+    rawfield(L, shape, "member");
+    member = lua_gettop(L);
+    dms_jw_putc(w->jw, '[');
     for (i = 1; i <= n; i++) {
-        char index[24];
-        size_t old;
-        snprintf(index, sizeof index, "%d", i);
-        old = path_push(w, "[%s]", index);
+        frame_push(w, 0, 0, i);
+        if (i > 1)
+            dms_jw_putc(w->jw, ',');
         lua_rawgeti(L, val, i);
-        if (!to_wire(w, member, lua_gettop(L)))
+        if (!write_value(w, member, lua_gettop(L)))
             return 0;
-        path_pop(w, old);
-        lua_rawseti(L, out, i);
+        frame_pop(w);
         lua_pop(L, 1);
     }
-    lua_remove(L, out - 1);
+    dms_jw_putc(w->jw, ']');
+    lua_pop(L, 1);
     return 1;
 }
 
-static int map_to_wire(walker *w, int shape, int val)
+/* Writes the string at val for a string shape (or a map key of one): valid
+ * UTF-8, its length in characters (code points, as botocore counts them)
+ * within the model's min..max. */
+static int write_string(walker *w, int shape, int val)
 {
     lua_State *L = w->L;
-    int out;
-    const char *vshape;
+    size_t len, chars;
+    const char *s = lua_tolstring(L, val, &len);
+    double min = 0, max = 0;
+    int has_min = shape && opt_number(L, shape, "min", &min);
+    int has_max = shape && opt_number(L, shape, "max", &max);
+    if (has_min || has_max) {
+        if (!dms_utf8_check(s, len, &chars))
+            return fail(w, "InvalidParameterValue", "is not valid UTF-8 text%s", NULL);
+        if (has_min && (double)chars < min)
+            return fail(w, "InvalidParameterValue", "is shorter than the model allows%s", NULL);
+        if (has_max && (double)chars > max)
+            return fail(w, "InvalidParameterValue", "is longer than the model allows%s", NULL);
+    }
+    if (!dms_jw_string(w->jw, s, len))
+        return fail(w, "InvalidParameterValue", "is not valid UTF-8 text%s", NULL);
+    return 1;
+}
+
+static int write_map(walker *w, int shape, int val)
+{
+    lua_State *L = w->L;
+    int vname, kshape = 0, first = 1, count = 0;
+    double lim;
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a table (map), not %s", luaL_typename(L, val));
-    lua_getfield(L, shape, "value");
-    vshape = lua_tostring(L, -1);
-    lua_newtable(L);
-    out = lua_gettop(L);
+    rawfield(L, shape, "value");
+    vname = lua_gettop(L);
+    rawfield(L, shape, "key");
+    if (push_shape(L, w->shapes, lua_gettop(L)) && shape_kind(L, lua_gettop(L)) == K_STRING)
+        kshape = lua_gettop(L);
+    dms_jw_putc(w->jw, '{');
     lua_pushnil(L);
     while (lua_next(L, val) != 0) {
-        size_t old;
-        if (lua_type(L, -2) != LUA_TSTRING)
+        int key = lua_gettop(L) - 1;
+        if (lua_type(L, key) != LUA_TSTRING)
             return fail(w, "InvalidParameterType", "must have string keys (map)%s", NULL);
-        old = path_push(w, "[%s]", lua_tostring(L, -2));
-        if (!to_wire(w, vshape, lua_gettop(L)))
+        count++;
+        if (is_null(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        frame_push(w, key, 1, 0);
+        if (!first)
+            dms_jw_putc(w->jw, ',');
+        first = 0;
+        if (!write_string(w, kshape, key))
             return 0;
-        path_pop(w, old);
-        lua_pushvalue(L, -3);
-        lua_insert(L, -2);
-        lua_rawset(L, out);
+        dms_jw_putc(w->jw, ':');
+        if (!write_value(w, vname, key + 1))
+            return 0;
+        frame_pop(w);
         lua_pop(L, 1);
     }
-    lua_remove(L, out - 1);
+    dms_jw_putc(w->jw, '}');
+    if (opt_number(L, shape, "min", &lim) && count < lim)
+        return fail(w, "InvalidParameterValue", "has fewer entries than the model allows%s", NULL);
+    if (opt_number(L, shape, "max", &lim) && count > lim)
+        return fail(w, "InvalidParameterValue", "has more entries than the model allows%s", NULL);
+    lua_settop(L, vname - 1);
     return 1;
 }
 
-/* Validates the value at val against shape_name and pushes its wire form (or nil). */
-static int to_wire(walker *w, const char *shape_name, int val)
+static int write_integer(walker *w, int shape, int val, int is_long)
 {
     lua_State *L = w->L;
-    int shape, ok = 1;
-    const char *t;
-    lua_Number lim;
+    long long v;
+    double lim;
+    int r = to_int64(L, val, &v);
+    if (r == 0)
+        return fail(w, "InvalidParameterType", "must be an integer, not %s",
+                    lua_type(L, val) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, val));
+    if (r < 0 || (!is_long && (v < -2147483648LL || v > 2147483647LL)))
+        return fail(w, "InvalidParameterValue", is_long ? "is out of the 64-bit integer range%s"
+                                                        : "is out of the 32-bit integer range%s", NULL);
+    if (opt_number(L, shape, "min", &lim) && (double)v < lim)
+        return fail(w, "InvalidParameterValue", "is below the minimum the model allows%s", NULL);
+    if (opt_number(L, shape, "max", &lim) && (double)v > lim)
+        return fail(w, "InvalidParameterValue", "is above the maximum the model allows%s", NULL);
+    dms_jw_int(w->jw, v);
+    return 1;
+}
+
+/* doubles and floats: numbers, NaN and the infinities as the protocol writes
+ * them ("NaN", "Infinity", "-Infinity"), and those three strings */
+static int write_double(walker *w, int shape, int val)
+{
+    lua_State *L = w->L;
+    double d, lim;
+    if (lua_type(L, val) == LUA_TSTRING) {
+        if (lstr_eq(L, val, "NaN", 3))
+            d = NAN;
+        else if (lstr_eq(L, val, "Infinity", 8))
+            d = HUGE_VAL;
+        else if (lstr_eq(L, val, "-Infinity", 9))
+            d = -HUGE_VAL;
+        else
+            return fail(w, "InvalidParameterType", "must be a number (or \"NaN\", \"Infinity\", \"-Infinity\"), not %s",
+                        "a string");
+    } else if (lua_type(L, val) == LUA_TNUMBER) {
+#if LUA_VERSION_NUM >= 503
+        if (lua_isinteger(L, val)) {
+            long long i = (long long)lua_tointeger(L, val);
+            if ((opt_number(L, shape, "min", &lim) && (double)i < lim)
+                || (opt_number(L, shape, "max", &lim) && (double)i > lim))
+                return fail(w, "InvalidParameterValue", "is outside the range the model allows%s", NULL);
+            dms_jw_int(w->jw, i);
+            return 1;
+        }
+#endif
+        d = (double)lua_tonumber(L, val);
+    } else {
+        return fail(w, "InvalidParameterType", "must be a number, not %s", luaL_typename(L, val));
+    }
+    if (isnan(d)) {
+        dms_jw_lit(w->jw, "\"NaN\"");
+        return 1;
+    }
+    if ((opt_number(L, shape, "min", &lim) && d < lim) || (opt_number(L, shape, "max", &lim) && d > lim))
+        return fail(w, "InvalidParameterValue", "is outside the range the model allows%s", NULL);
+    if (isinf(d))
+        dms_jw_put(w->jw, d > 0 ? "\"Infinity\"" : "\"-Infinity\"", d > 0 ? 10 : 11);
+    else
+        dms_jw_double(w->jw, d);
+    return 1;
+}
+
+static int write_timestamp(walker *w, int shape, int val)
+{
+    lua_State *L = w->L;
+    double v;
+    const char *why = NULL;
+    int t = lua_type(L, val);
+    if (to_epoch(L, val, &v, &why) != 0)
+        return fail(w, t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TTABLE
+                       ? "InvalidParameterValue" : "InvalidParameterType", "%s", why);
+    rawfield(L, shape, "format");
+    if (lstr_eq(L, -1, "iso8601", 7))
+        write_iso8601(w->jw, v);
+    else if (lstr_eq(L, -1, "rfc822", 6))
+        write_rfc822(w->jw, v);
+    else
+        write_epoch(w->jw, v);          /* unixTimestamp, the JSON protocols' default */
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int write_blob(walker *w, int val)
+{
+    lua_State *L = w->L;
+    size_t len, i;
+    const char *s;
+    if (lua_type(L, val) != LUA_TSTRING)
+        return fail(w, "InvalidParameterType", "must be a string of bytes, not %s", luaL_typename(L, val));
+    s = lua_tolstring(L, val, &len);
+    /* base64 straight into the text, 48 bytes -> 64 characters at a time */
+    dms_jw_reserve(w->jw, (len + 2) / 3 * 4 + 2);
+    w->jw->buf[w->jw->len++] = '"';
+    for (i = 0; i < len; i += 48) {
+        size_t chunk = len - i < 48 ? len - i : 48;
+        int k = EVP_EncodeBlock((unsigned char *)w->jw->buf + w->jw->len, (const unsigned char *)s + i,
+                                (int)chunk);
+        w->jw->len += (size_t)k;
+    }
+    w->jw->buf[w->jw->len++] = '"';
+    return 1;
+}
+
+/* Validates the value at val against the shape named at name_idx and writes it. */
+static int write_value(walker *w, int name_idx, int val)
+{
+    lua_State *L = w->L;
+    int shape, ok = 0, top = lua_gettop(L);
 
     if (w->depth >= MAX_DEPTH)
         return fail(w, "InvalidParameterValue", "is nested too deeply (a cycle?)%s", NULL);
-    luaL_checkstack(L, 12, "parameters nested too deeply");
-    if (!get_shape(w, shape_name))
+    luaL_checkstack(L, 16, "parameters nested too deeply");
+    if (!push_shape(L, w->shapes, name_idx)) {
+        w->code = "ModelError";
+        snprintf(w->msg, sizeof w->msg, "the model has no shape '%.100s'",
+                 lua_type(L, name_idx) == LUA_TSTRING ? lua_tostring(L, name_idx) : "?");
         return 0;
+    }
     shape = lua_gettop(L);
-    t = shape_type(L, shape);
     w->depth++;
-
-    if (strcmp(t, "structure") == 0) {
-        ok = structure_to_wire(w, shape, val);
-    } else if (strcmp(t, "list") == 0) {
-        ok = list_to_wire(w, shape, val);
-    } else if (strcmp(t, "map") == 0) {
-        ok = map_to_wire(w, shape, val);
-    } else if (strcmp(t, "string") == 0) {
-        if (lua_type(L, val) != LUA_TSTRING) {
+    switch (shape_kind(L, shape)) {
+    case K_STRUCTURE: ok = write_structure(w, shape, val); break;
+    case K_LIST: ok = write_list(w, shape, val); break;
+    case K_MAP: ok = write_map(w, shape, val); break;
+    case K_STRING:
+        if (lua_type(L, val) != LUA_TSTRING)
             ok = fail(w, "InvalidParameterType", "must be a string, not %s", luaL_typename(L, val));
-        } else {
-            size_t len;
-            lua_tolstring(L, val, &len);
-            if (opt_number(L, shape, "min", &lim) && (lua_Number)len < lim)
-                ok = fail(w, "InvalidParameterValue", "is shorter than the model allows%s", NULL);
-            else if (opt_number(L, shape, "max", &lim) && (lua_Number)len > lim)
-                ok = fail(w, "InvalidParameterValue", "is longer than the model allows%s", NULL);
-            else
-                lua_pushvalue(L, val);
-        }
-    } else if (strcmp(t, "integer") == 0 || strcmp(t, "long") == 0) {
-        if (!is_integral(L, val)) {
-            ok = fail(w, "InvalidParameterType", "must be an integer, not %s",
-                      lua_type(L, val) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, val));
-        } else if (t[0] == 'i' && (lua_tonumber(L, val) < -2147483648.0 || lua_tonumber(L, val) > 2147483647.0)) {
-            ok = fail(w, "InvalidParameterValue", "is out of the 32-bit integer range%s", NULL);
-        } else if (fabs((double)lua_tonumber(L, val)) >= 1e14) {
-            /* lua-cjson writes at most 14 significant digits: refuse rather than round */
-            ok = fail(w, "InvalidParameterValue", "is too large to send exactly (at most 14 digits)%s", NULL);
-        } else if (opt_number(L, shape, "min", &lim) && lua_tonumber(L, val) < lim) {
-            ok = fail(w, "InvalidParameterValue", "is below the minimum the model allows%s", NULL);
-        } else if (opt_number(L, shape, "max", &lim) && lua_tonumber(L, val) > lim) {
-            ok = fail(w, "InvalidParameterValue", "is above the maximum the model allows%s", NULL);
-        } else {
-            dms_compat_pushint64(L, (long long)lua_tonumber(L, val));
-        }
-    } else if (strcmp(t, "double") == 0 || strcmp(t, "float") == 0) {
-        if (lua_type(L, val) != LUA_TNUMBER || !isfinite((double)lua_tonumber(L, val)))
-            ok = fail(w, "InvalidParameterType", "must be a finite number, not %s", luaL_typename(L, val));
         else
-            lua_pushvalue(L, val);
-    } else if (strcmp(t, "boolean") == 0) {
-        if (lua_type(L, val) != LUA_TBOOLEAN)
+            ok = write_string(w, shape, val);
+        break;
+    case K_INTEGER: ok = write_integer(w, shape, val, 0); break;
+    case K_LONG: ok = write_integer(w, shape, val, 1); break;
+    case K_DOUBLE:
+    case K_FLOAT: ok = write_double(w, shape, val); break;
+    case K_BOOLEAN:
+        if (lua_type(L, val) != LUA_TBOOLEAN) {
             ok = fail(w, "InvalidParameterType", "must be a boolean, not %s", luaL_typename(L, val));
-        else
-            lua_pushvalue(L, val);
-    } else if (strcmp(t, "timestamp") == 0) {
-        double v;
-        const char *why = NULL;
-        if (to_epoch(L, val, &v, &why) != 0) {
-            int ty = lua_type(L, val);
-            ok = fail(w, ty == LUA_TNUMBER || ty == LUA_TSTRING || ty == LUA_TTABLE
-                         ? "InvalidParameterValue" : "InvalidParameterType", "%s", why);
         } else {
-            int iso;
-            lua_getfield(L, shape, "format");
-            iso = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "iso8601") == 0;
-            lua_pop(L, 1);
-            if (!iso)
-                push_number(L, v);
-            else if (push_iso8601(L, v) != 0)
-                ok = fail(w, "InvalidParameterValue",
-                          "is outside the years 0001..9999 of an ISO-8601 timestamp%s", NULL);
+            if (lua_toboolean(L, val))
+                dms_jw_lit(w->jw, "true");
+            else
+                dms_jw_lit(w->jw, "false");
+            ok = 1;
         }
-    } else if (strcmp(t, "blob") == 0) {
-        if (lua_type(L, val) != LUA_TSTRING) {
-            ok = fail(w, "InvalidParameterType", "must be a string of bytes, not %s", luaL_typename(L, val));
-        } else {
-            size_t len;
-            const char *s = lua_tolstring(L, val, &len);
-            luaL_Buffer b;
-            size_t i;
-            /* base64 in chunks of 48 bytes -> 64 characters, no allocation outside Lua */
-            luaL_buffinit(L, &b);
-            for (i = 0; i < len; i += 48) {
-                unsigned char enc[65];
-                size_t chunk = len - i < 48 ? len - i : 48;
-                int k = EVP_EncodeBlock(enc, (const unsigned char *)s + i, (int)chunk);
-                luaL_addlstring(&b, (const char *)enc, (size_t)k);
-            }
-            luaL_pushresult(&b);
-        }
-    } else {
+        break;
+    case K_TIMESTAMP: ok = write_timestamp(w, shape, val); break;
+    case K_BLOB: ok = write_blob(w, val); break;
+    default: {
+        char t[64] = "?";
+        rawfield(L, shape, "type");
+        if (lua_type(L, -1) == LUA_TSTRING)
+            snprintf(t, sizeof t, "%s", lua_tostring(L, -1));
         ok = fail(w, "ModelError", "has an unsupported shape type '%s'", t);
+    }
     }
     w->depth--;
     if (ok)
-        lua_remove(L, shape);
-    else
-        lua_settop(L, shape - 1);
+        lua_settop(L, top);
     return ok;
 }
 
 /* ------------------------------------------------------------------ */
 /* build(model, operation, params) -> request | nil, err               */
 
-static int push_model_parts(lua_State *L, const char *op, const char *which, const char **shape_out)
+/* Pushes model.operations[op][which] (a shape name or nil) and model.shapes;
+ * returns 0 (pushing nothing) when the model has no such operation. */
+static int push_model_parts(lua_State *L, int op, const char *which)
 {
+    int ops;
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, 1, "operations");
-    if (!lua_istable(L, -1))
+    if (rawfield(L, 1, "operations") != LUA_TTABLE)
         luaL_argerror(L, 1, "model has no operations");
-    lua_getfield(L, -1, op);
+    ops = lua_gettop(L);
+    lua_pushvalue(L, op);
+    lua_rawget(L, ops);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 2);
         return 0;
     }
-    lua_getfield(L, -1, which);
-    *shape_out = lua_tostring(L, -1);
-    lua_pop(L, 3);
-    lua_getfield(L, 1, "shapes");
-    if (!lua_istable(L, -1))
+    rawfield(L, lua_gettop(L), which);
+    lua_replace(L, ops);
+    lua_pop(L, 1);
+    if (rawfield(L, 1, "shapes") != LUA_TTABLE)
         luaL_argerror(L, 1, "model has no shapes");
     return 1;
 }
@@ -842,53 +1451,67 @@ static int return_walk_error(lua_State *L, walker *w, const char *kind)
     return 2;
 }
 
+static void push_header_pair(lua_State *L, const char *name, int value_idx, int n)
+{
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, name);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, value_idx);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, n);
+}
+
 static int shape_build(lua_State *L)
 {
-    const char *op = luaL_checkstring(L, 2);
-    const char *input = NULL, *prefix;
     walker w;
-    int params, out;
+    dms_jw jw;
+    int input, content_type, target;
 
-    if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3)) {
-        lua_pushnil(L);
-        dms_push_error(L, "validation", "InvalidParameterType", "parameters must be a table");
-        return 2;
-    }
+    luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
+        return dms_return_error(L, "validation", "InvalidParameterType", "parameters must be a table");
     lua_settop(L, 3);
     if (lua_isnil(L, 3)) {
         lua_newtable(L);
         lua_replace(L, 3);
     }
-    params = 3;
-    if (!push_model_parts(L, op, "input", &input)) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "unknown operation '%.100s'", op);
-        lua_pushnil(L);
-        dms_push_error(L, "validation", "UnknownOperation", msg);
-        return 2;
+    if (!push_model_parts(L, 2, "input")) {
+        char msg[200], name[101];
+        printable(L, 2, name, sizeof name);
+        snprintf(msg, sizeof msg, "unknown operation '%s'", name);
+        return dms_return_error(L, "validation", "UnknownOperation", msg);
     }
+    input = 4;                              /* 4: input shape name, 5: shapes */
+
+    /* the protocol's headers, from the model's metadata */
+    rawfield(L, 1, "json_version");
+    if (lua_isnil(L, -1) || lstr_eq(L, -1, "1.1", 3))
+        lua_pushliteral(L, "application/x-amz-json-1.1");
+    else if (lstr_eq(L, -1, "1.0", 3))
+        lua_pushliteral(L, "application/x-amz-json-1.0");
+    else
+        return luaL_argerror(L, 1, "model.json_version must be \"1.0\" or \"1.1\"");
+    content_type = lua_gettop(L);
+    if (rawfield(L, 1, "target_prefix") != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "");
+    }
+    lua_pushliteral(L, ".");
+    lua_pushvalue(L, 2);
+    lua_concat(L, 3);
+    target = lua_gettop(L);
+
     memset(&w, 0, sizeof w);
     w.L = L;
-    w.shapes = lua_gettop(L);
-
-    if (input) {
-        if (!to_wire(&w, input, params))
+    w.model = 1;
+    w.shapes = 5;
+    w.jw = &jw;
+    dms_jw_init(&jw, L);
+    if (lua_type(L, input) == LUA_TSTRING) {
+        if (!write_value(&w, input, 3))
             return return_walk_error(L, &w, "validation");
     } else {
-        lua_newtable(L);
-    }
-    out = lua_gettop(L);
-
-    /* serialize with lua-cjson */
-    lua_pushvalue(L, lua_upvalueindex(UV_ENCODE));
-    lua_pushvalue(L, out);
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        const char *e = lua_tostring(L, -1);
-        char msg[200];
-        snprintf(msg, sizeof msg, "cannot encode parameters: %.150s", e ? e : "?");
-        lua_pushnil(L);
-        dms_push_error(L, "validation", "InvalidParameterValue", msg);
-        return 2;
+        dms_jw_lit(&jw, "{}");              /* no input shape: always an empty object */
     }
 
     lua_createtable(L, 0, 5);
@@ -896,188 +1519,269 @@ static int shape_build(lua_State *L)
     lua_setfield(L, -2, "method");
     lua_pushliteral(L, "/");
     lua_setfield(L, -2, "path");
-    lua_pushvalue(L, -2);
+    dms_jw_push(&jw);
     lua_setfield(L, -2, "body");
-    lua_pushstring(L, op);
+    lua_pushvalue(L, 2);
     lua_setfield(L, -2, "operation");
-
-    lua_getfield(L, 1, "target_prefix");
-    prefix = lua_tostring(L, -1);
     lua_createtable(L, 2, 0);
-    lua_createtable(L, 2, 0);
-    lua_pushliteral(L, "Content-Type");
-    lua_rawseti(L, -2, 1);
-    lua_pushliteral(L, "application/x-amz-json-1.1");
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, 1);
-    lua_createtable(L, 2, 0);
-    lua_pushliteral(L, "X-Amz-Target");
-    lua_rawseti(L, -2, 1);
-    lua_pushfstring(L, "%s.%s", prefix ? prefix : "", op);
-    lua_rawseti(L, -2, 2);
-    lua_rawseti(L, -2, 2);
-    lua_setfield(L, -3, "headers");
-    lua_pop(L, 1);
+    push_header_pair(L, "Content-Type", content_type, 1);
+    push_header_pair(L, "X-Amz-Target", target, 2);
+    lua_setfield(L, -2, "headers");
     return 1;
 }
 
 /* ------------------------------------------------------------------ */
-/* parse(model, operation, status, headers, body) -> result | nil, err */
+/* parse: the reader                                                   */
 
-static void from_wire(walker *w, const char *shape_name, int val);
+typedef struct {
+    lua_State *L;
+    int shapes;
+    int depth;
+    dms_jr r;
+} reader;
 
-static int is_null(lua_State *L, int idx)
+static int read_value(reader *rd, int name_idx);
+
+/* a value the model does not describe, kept as it came (object nulls dropped) */
+static int read_plain(reader *rd)
 {
-    return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
+    return dms_jr_value(&rd->r, rd->L, 1);
 }
 
-/*
- * Pushes a value the model does not describe: kept as decoded, except that
- * object members that are JSON null are dropped (cjson.null is truthy).
- */
-static void push_plain(walker *w, int val)
+static int read_structure(reader *rd, int shape)
 {
-    lua_State *L = w->L;
-    int out;
-    if (lua_type(L, val) == LUA_TNUMBER) {
-        push_number(L, (double)lua_tonumber(L, val));   /* cjson decodes 1 as 1.0 */
-        return;
+    lua_State *L = rd->L;
+    int members, out, more, first = 1, is_union;
+    if (shape_flag(L, shape, "document"))
+        return dms_jr_value(&rd->r, L, 0);
+    if (dms_jr_peek(&rd->r) != '{')
+        return read_plain(rd);
+    is_union = shape_flag(L, shape, "union");
+    rawfield(L, shape, "members");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
     }
-    if (!lua_istable(L, val) || w->depth >= MAX_DEPTH) {
-        lua_pushvalue(L, val);
-        return;
-    }
-    luaL_checkstack(L, 8, "response nested too deeply");
-    w->depth++;
+    members = lua_gettop(L);
     lua_newtable(L);
     out = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, val) != 0) {
-        if (!(is_null(L, -1) && lua_type(L, -2) == LUA_TSTRING)) {
-            push_plain(w, lua_gettop(L));
-            lua_pushvalue(L, -3);
-            lua_insert(L, -2);
-            lua_rawset(L, out);
+    rd->r.p++;
+    while ((more = dms_jr_next(&rd->r, '}', first)) == 1) {
+        int key;
+        first = 0;
+        if (!dms_jr_string(&rd->r, L) || !dms_jr_expect(&rd->r, ':'))
+            return 0;
+        key = lua_gettop(L);
+        if (dms_jr_peek(&rd->r) == 'n') {        /* null: the member is absent */
+            if (!dms_jr_skip(&rd->r))
+                return 0;
+            lua_settop(L, out);
+            continue;
         }
-        lua_pop(L, 1);
+        lua_pushvalue(L, key);
+        lua_rawget(L, members);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            if (!read_value(rd, lua_gettop(L)))
+                return 0;
+            lua_remove(L, -2);
+            lua_rawset(L, out);
+        } else {
+            /* a member the model does not define is dropped; a union member
+             * the model does not know is named, as botocore names it */
+            if (!dms_jr_skip(&rd->r))
+                return 0;
+            if (is_union && !lstr_eq(L, key, "__type", 6)) {
+                lua_createtable(L, 0, 1);
+                lua_pushvalue(L, key);
+                lua_setfield(L, -2, "name");
+                lua_setfield(L, out, "SDK_UNKNOWN_MEMBER");
+            }
+            lua_settop(L, out);
+        }
     }
-    w->depth--;
+    if (more < 0)
+        return 0;
+    lua_replace(L, members);
+    lua_settop(L, members);
+    return 1;
 }
 
-/* Pushes the Lua form of the decoded value at val; unknown shapes pass through. */
-static void from_wire(walker *w, const char *shape_name, int val)
+static int read_list(reader *rd, int shape)
 {
-    lua_State *L = w->L;
-    int shape;
-    const char *t;
+    lua_State *L = rd->L;
+    int member, out, more, first = 1, i = 0;
+    if (dms_jr_peek(&rd->r) != '[')
+        return read_plain(rd);
+    rawfield(L, shape, "member");
+    member = lua_gettop(L);
+    lua_newtable(L);
+    out = lua_gettop(L);
+    rd->r.p++;
+    while ((more = dms_jr_next(&rd->r, ']', first)) == 1) {
+        first = 0;
+        if (dms_jr_peek(&rd->r) == 'n') {
+            if (!dms_jr_literal(&rd->r))
+                return 0;
+            lua_pushlightuserdata(L, NULL);     /* a null item keeps its place */
+        } else if (!read_value(rd, member)) {
+            return 0;
+        }
+        lua_rawseti(L, out, ++i);
+    }
+    if (more < 0)
+        return 0;
+    lua_replace(L, member);
+    return 1;
+}
 
-    luaL_checkstack(L, 12, "response nested too deeply");
-    lua_getfield(L, w->shapes, shape_name ? shape_name : "");
-    if (!lua_istable(L, -1) || w->depth >= MAX_DEPTH) {
+static int read_map(reader *rd, int shape)
+{
+    lua_State *L = rd->L;
+    int vname, out, more, first = 1;
+    if (dms_jr_peek(&rd->r) != '{')
+        return read_plain(rd);
+    rawfield(L, shape, "value");
+    vname = lua_gettop(L);
+    lua_newtable(L);
+    out = lua_gettop(L);
+    rd->r.p++;
+    while ((more = dms_jr_next(&rd->r, '}', first)) == 1) {
+        first = 0;
+        if (!dms_jr_string(&rd->r, L) || !dms_jr_expect(&rd->r, ':'))
+            return 0;
+        if (dms_jr_peek(&rd->r) == 'n') {
+            if (!dms_jr_skip(&rd->r))
+                return 0;
+            lua_pop(L, 1);
+            continue;
+        }
+        if (!read_value(rd, vname))
+            return 0;
+        lua_rawset(L, out);
+    }
+    if (more < 0)
+        return 0;
+    lua_replace(L, vname);
+    return 1;
+}
+
+static int read_number(reader *rd, enum kind k)
+{
+    dms_jnum num;
+    if (!dms_jr_number(&rd->r, &num))
+        return 0;
+    if (k == K_DOUBLE || k == K_FLOAT)
+        lua_pushnumber(rd->L, (lua_Number)num.d);
+    else if (num.integral)
+        push_int64(rd->L, num.i);
+    else
+        push_number(rd->L, num.d);
+    return 1;
+}
+
+/* Replaces the string at the top with what a string means for kind k. */
+static void convert_string(lua_State *L, enum kind k)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (k == K_DOUBLE || k == K_FLOAT) {
+        double d = 0;
+        int special = 1;
+        if (len == 3 && memcmp(s, "NaN", 3) == 0)
+            d = NAN;
+        else if (len == 8 && memcmp(s, "Infinity", 8) == 0)
+            d = HUGE_VAL;
+        else if (len == 9 && memcmp(s, "-Infinity", 9) == 0)
+            d = -HUGE_VAL;
+        else
+            special = 0;
+        if (special) {
+            lua_pop(L, 1);
+            lua_pushnumber(L, (lua_Number)d);
+        }
+    } else if (k == K_TIMESTAMP) {
+        double v;
+        dms_jr r;
+        dms_jnum num;
+        dms_jr_init(&r, s, len);
+        if (len > 0 && (s[0] == '-' || isdigit((unsigned char)s[0])) && dms_jr_number(&r, &num)
+            && r.p == s + len) {
+            lua_pop(L, 1);              /* epoch seconds as text */
+            push_number(L, num.d);
+        } else if (parse_iso8601(s, len, &v) == 0 || parse_rfc822(s, len, &v) == 0) {
+            lua_pop(L, 1);
+            push_number(L, v);
+        }
+        /* else: not a date, kept as it came */
+    } else if (k == K_BLOB) {
+        unsigned char *dec;
+        int n;
+        if (len % 4 != 0 || len / 4 * 3 > 0x7fffffff)
+            return;
+        dec = lua_newuserdata(L, len / 4 * 3 + 3);
+        n = EVP_DecodeBlock(dec, (const unsigned char *)s, (int)len);
+        if (n < 0) {
+            lua_pop(L, 1);
+            return;
+        }
+        if (len >= 1 && s[len - 1] == '=')
+            n--;
+        if (len >= 2 && s[len - 2] == '=')
+            n--;
+        lua_pushlstring(L, (const char *)dec, (size_t)n);
+        lua_replace(L, -3);
         lua_pop(L, 1);
-        push_plain(w, val);
-        return;
+    }
+}
+
+/* Pushes the value at the reader's position, read as the shape named at
+ * name_idx (0 or an unknown name: kept as it came). */
+static int read_value(reader *rd, int name_idx)
+{
+    lua_State *L = rd->L;
+    int shape, c, ok = 0;
+    enum kind k;
+    luaL_checkstack(L, 16, "response nested too deeply");
+    if (rd->depth >= MAX_DEPTH)
+        return read_plain(rd);
+    if (!push_shape(L, rd->shapes, name_idx)) {
+        lua_pop(L, 1);
+        return read_plain(rd);
     }
     shape = lua_gettop(L);
-    t = shape_type(L, shape);
-    w->depth++;
-
-    if (strcmp(t, "structure") == 0 && lua_istable(L, val)) {
-        int members, out;
-        lua_getfield(L, shape, "members");
-        members = lua_gettop(L);
-        lua_newtable(L);
-        out = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, val) != 0) {
-            if (!is_null(L, -1)) {
-                const char *ms = NULL;
-                if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, members)) {
-                    lua_getfield(L, members, lua_tostring(L, -2));
-                    ms = lua_tostring(L, -1);
-                    lua_pop(L, 1);  /* the name stays alive in the model table */
-                }
-                if (ms)
-                    from_wire(w, ms, lua_gettop(L));
-                else
-                    push_plain(w, lua_gettop(L));   /* a member the model does not know: kept */
-                lua_pushvalue(L, -3);
-                lua_insert(L, -2);
-                lua_rawset(L, out);
-            }
-            lua_pop(L, 1);
-        }
-        lua_replace(L, members);
-        lua_settop(L, members);
-    } else if (strcmp(t, "list") == 0 && lua_istable(L, val)) {
-        int i, n = (int)dms_compat_rawlen(L, val), out;
-        const char *member;
-        lua_getfield(L, shape, "member");
-        member = lua_tostring(L, -1);
-        lua_createtable(L, n, 0);
-        out = lua_gettop(L);
-        for (i = 1; i <= n; i++) {
-            lua_rawgeti(L, val, i);
-            from_wire(w, member, lua_gettop(L));
-            lua_rawseti(L, out, i);
-            lua_pop(L, 1);
-        }
-        lua_remove(L, out - 1);
-    } else if (strcmp(t, "map") == 0 && lua_istable(L, val)) {
-        int out;
-        const char *vs;
-        lua_getfield(L, shape, "value");
-        vs = lua_tostring(L, -1);
-        lua_newtable(L);
-        out = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, val) != 0) {
-            if (!is_null(L, -1)) {
-                from_wire(w, vs, lua_gettop(L));
-                lua_pushvalue(L, -3);
-                lua_insert(L, -2);
-                lua_rawset(L, out);
-            }
-            lua_pop(L, 1);
-        }
-        lua_remove(L, out - 1);
-    } else if (strcmp(t, "timestamp") == 0) {
-        double v;
-        const char *why;
-        if (lua_type(L, val) == LUA_TNUMBER || lua_type(L, val) == LUA_TSTRING) {
-            if (lua_type(L, val) == LUA_TSTRING && lua_isnumber(L, val))
-                push_number(L, (double)lua_tonumber(L, val));
-            else if (to_epoch(L, val, &v, &why) == 0)
-                push_number(L, v);
-            else
-                lua_pushvalue(L, val);
-        } else {
-            lua_pushvalue(L, val);
-        }
-    } else if ((strcmp(t, "integer") == 0 || strcmp(t, "long") == 0) && lua_type(L, val) == LUA_TNUMBER) {
-        push_number(L, (double)lua_tonumber(L, val));
-    } else if (strcmp(t, "blob") == 0 && lua_type(L, val) == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(L, val, &len);
-        unsigned char *dec = lua_newuserdata(L, len / 4 * 3 + 3);
-        int k = (len % 4 == 0) ? EVP_DecodeBlock(dec, (const unsigned char *)s, (int)len) : -1;
-        if (k < 0) {
-            lua_pop(L, 1);
-            lua_pushvalue(L, val);
-        } else {
-            if (len >= 1 && s[len - 1] == '=')
-                k--;
-            if (len >= 2 && s[len - 2] == '=')
-                k--;
-            lua_pushlstring(L, (const char *)dec, (size_t)k);
-            lua_remove(L, -2);
-        }
-    } else {
-        lua_pushvalue(L, val);
+    k = shape_kind(L, shape);
+    c = dms_jr_peek(&rd->r);
+    rd->depth++;
+    switch (k) {
+    case K_STRUCTURE: ok = read_structure(rd, shape); break;
+    case K_LIST: ok = read_list(rd, shape); break;
+    case K_MAP: ok = read_map(rd, shape); break;
+    case K_INTEGER:
+    case K_LONG:
+    case K_DOUBLE:
+    case K_FLOAT:
+    case K_TIMESTAMP:
+        if (c == '-' || (c >= '0' && c <= '9'))
+            ok = read_number(rd, k == K_TIMESTAMP ? K_LONG : k);
+        else if (c == '"' && (k == K_DOUBLE || k == K_FLOAT || k == K_TIMESTAMP))
+            ok = dms_jr_string(&rd->r, L) && (convert_string(L, k), 1);
+        else
+            ok = read_plain(rd);
+        break;
+    case K_BLOB:
+        ok = c == '"' ? dms_jr_string(&rd->r, L) && (convert_string(L, k), 1) : read_plain(rd);
+        break;
+    default:
+        ok = read_plain(rd);
     }
-    w->depth--;
-    lua_remove(L, shape);
+    rd->depth--;
+    if (ok)
+        lua_remove(L, shape);
+    return ok;
 }
+
+/* ------------------------------------------------------------------ */
+/* parse(model, operation, status, headers, body) -> result | nil, err */
 
 static const char *reason_phrase(long status)
 {
@@ -1097,80 +1801,207 @@ static const char *reason_phrase(long status)
     }
 }
 
-/* Looks a header up in the headers table (lowercase names -> value). */
-static const char *header(lua_State *L, int headers, const char *name)
+/*
+ * Pushes the response header `name` (a string) or nil. The headers table
+ * (lowercase names) may be a proxy whose __index builds each value afresh:
+ * the value stays on the stack for as long as the caller uses it. Names in
+ * other cases are found by a raw scan.
+ */
+static int push_header(lua_State *L, int headers, const char *name)
 {
-    const char *v = NULL;
-    if (!lua_istable(L, headers))
-        return NULL;
+    size_t n = strlen(name);
+    if (!lua_istable(L, headers)) {
+        lua_pushnil(L);
+        return 0;
+    }
     lua_getfield(L, headers, name);
     if (lua_type(L, -1) == LUA_TSTRING)
-        v = lua_tostring(L, -1);
-    lua_pop(L, 1);   /* the string stays referenced by the headers table */
-    return v;
+        return 1;
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, headers) != 0) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            if (kl == n && strncasecmp(k, name, n) == 0) {
+                lua_remove(L, -2);
+                return 1;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    return 0;
 }
 
-/* Code from "__type": text before the first ':', then after the last '#'. */
-static void push_error_code(lua_State *L, const char *type)
+/* Pushes the error code in a type string (x-amzn-errortype, __type, code):
+ * the text before the first ':', after the last '#'. Returns 0 (pushing
+ * nothing) when that is empty or not a name. */
+static int push_error_code(lua_State *L, int idx)
 {
-    const char *colon = strchr(type, ':');
-    size_t len = colon ? (size_t)(colon - type) : strlen(type);
-    const char *start = type, *p;
+    size_t len, i;
+    const char *type, *colon, *start, *p;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    type = lua_tolstring(L, idx, &len);
+    colon = memchr(type, ':', len);
+    if (colon)
+        len = (size_t)(colon - type);
+    start = type;
     for (p = type; p < type + len; p++)
         if (*p == '#')
             start = p + 1;
-    lua_pushlstring(L, start, len - (size_t)(start - type));
+    len -= (size_t)(start - type);
+    if (len == 0 || len > 256)
+        return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)start[i] <= ' ' || (unsigned char)start[i] >= 127)
+            return 0;
+    lua_pushlstring(L, start, len);
+    return 1;
 }
 
-static int parse_error(lua_State *L, long status, int headers, int body, int decoded)
+/* Pushes s on one line: every CR, LF (CR LF as one) and control character
+ * becomes a space. */
+static void push_one_line(lua_State *L, const char *s, size_t n)
 {
-    const char *rid = header(L, headers, "x-amzn-requestid");
-    int err, has_code = 0;
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\r' && i + 1 < n && s[i + 1] == '\n')
+            continue;
+        luaL_addchar(&b, (char)(c < 32 || c == 127 ? ' ' : c));
+    }
+    luaL_pushresult(&b);
+}
+
+/* Sets err.request_id (err at the top) from the x-amzn-requestid header, on one line. */
+static void set_request_id(lua_State *L, int headers)
+{
+    if (push_header(L, headers, "x-amzn-requestid")) {
+        size_t n;
+        const char *rid = lua_tolstring(L, -1, &n);
+        push_one_line(L, rid, n);
+        lua_setfield(L, -3, "request_id");
+    }
+    lua_pop(L, 1);
+}
+
+/* the text before the canonical request a refused signature echoes, or NULL */
+static const char *echo_cut(const char *m, size_t len)
+{
+    static const char *const marks[] = {
+        "The Canonical String for this request should have been", "The String-to-Sign should have been"
+    };
+    size_t i, j;
+    for (i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        size_t ml = strlen(marks[i]);
+        for (j = 0; j + ml <= len; j++)
+            if (m[j] == 'T' && memcmp(m + j, marks[i], ml) == 0)
+                return m + j;
+    }
+    return NULL;
+}
+
+/*
+ * Pushes a message of the service as err.message carries it. A refused
+ * signature comes back with the canonical request and string to sign that the
+ * service expected: they hold the session token. The explanation is kept, the
+ * echo left out. Then one line, whatever the service wrote.
+ */
+static void push_message(lua_State *L, const char *m, size_t len)
+{
+    const char *cut = echo_cut(m, len);
+    if (!cut) {
+        push_one_line(L, m, len);
+        return;
+    }
+    while (cut > m && (cut[-1] == ' ' || cut[-1] == '\n' || cut[-1] == '\r'))
+        cut--;
+    push_one_line(L, m, (size_t)(cut - m));
+    lua_pushliteral(L, " (the canonical request the service echoed is left out: it holds credentials)");
+    lua_concat(L, 2);
+}
+
+static int malformed(lua_State *L, const char *message, long status, int headers)
+{
+    lua_pushnil(L);
+    dms_push_error(L, "transport", "MalformedResponse", message);
+    if (status >= 100 && status <= 599) {
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_setfield(L, -2, "status");
+    }
+    set_request_id(L, headers);
+    return 2;
+}
+
+static int is_blank(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return 0;
+    return 1;
+}
+
+/* model (1), status, headers (4), body (5), shapes (at shapes) */
+static int parse_error(lua_State *L, long status, int shapes)
+{
+    size_t blen, mlen;
+    const char *b = lua_tolstring(L, 5, &blen);
+    int decoded = 0, err, has_code = 0, has_message = 0;
+    const char *m;
+
+    /* the body, when it is a JSON object */
+    {
+        dms_jr r;
+        dms_jr_init(&r, b, blen);
+        if (dms_jr_peek(&r) == '{' && dms_jr_value(&r, L, 1) && dms_jr_peek(&r) == -1)
+            decoded = lua_gettop(L);
+        else
+            lua_settop(L, shapes);
+    }
 
     lua_pushnil(L);
     dms_push_error(L, "service", "", "");
     err = lua_gettop(L);
 
-    if (decoded && lua_istable(L, decoded)) {
+    /* the code: x-amzn-errortype, then __type, code, Code, then the status */
+    push_header(L, 4, "x-amzn-errortype");
+    if (push_error_code(L, -1)) {
+        lua_setfield(L, err, "code");
+        has_code = 1;
+    }
+    lua_settop(L, err);
+    if (decoded) {
         static const char *const code_keys[] = {"__type", "code", "Code", NULL};
         static const char *const msg_keys[] = {"message", "Message", "errorMessage", NULL};
         int i;
         for (i = 0; code_keys[i] && !has_code; i++) {
-            lua_getfield(L, decoded, code_keys[i]);
-            if (lua_type(L, -1) == LUA_TSTRING && dms_compat_rawlen(L, -1) > 0) {
-                push_error_code(L, lua_tostring(L, -1));
+            rawfield(L, decoded, code_keys[i]);
+            if (push_error_code(L, -1)) {
                 lua_setfield(L, err, "code");
                 has_code = 1;
             }
-            lua_pop(L, 1);
+            lua_settop(L, err);
         }
-        for (i = 0; msg_keys[i]; i++) {
-            lua_getfield(L, decoded, msg_keys[i]);
-            if (lua_type(L, -1) == LUA_TSTRING) {
+        for (i = 0; msg_keys[i] && !has_message; i++) {
+            if (rawfield(L, decoded, msg_keys[i]) == LUA_TSTRING && dms_compat_rawlen(L, -1) > 0) {
                 lua_setfield(L, err, "message");
-                break;
+                has_message = 1;
             }
-            lua_pop(L, 1);
+            lua_settop(L, err);
         }
     }
     if (!has_code) {
-        const char *type = header(L, headers, "x-amzn-errortype");
-        if (type && *type) {
-            push_error_code(L, type);
-            lua_setfield(L, err, "code");
-            has_code = 1;
-        }
-    }
-    if (!has_code) {
-        /* not a JSON 1.1 error (an HTML page from a proxy): the status is the code */
+        /* not an error of the protocol (an HTML page from a proxy): the status is the code */
         lua_pushfstring(L, "%d", (int)status);
         lua_setfield(L, err, "code");
     }
-    lua_getfield(L, err, "message");
-    if (lua_type(L, -1) != LUA_TSTRING || dms_compat_rawlen(L, -1) == 0) {
-        size_t blen;
-        const char *b = lua_tolstring(L, body, &blen);
-        if (!decoded && blen > 0) {
+    if (!has_message) {
+        if (!decoded && !is_blank(b, blen)) {
             /* a short, single-line excerpt of what the proxy said */
             char excerpt[121];
             size_t i, k = 0;
@@ -1197,105 +2028,121 @@ static int parse_error(lua_State *L, long status, int headers, int body, int dec
         }
         lua_setfield(L, err, "message");
     }
-    lua_pop(L, 1);
 
-    /* A refused signature comes back with the canonical request and string to
-     * sign that the service expected: they hold the session token. Keep the
-     * explanation, leave the echo out. */
     lua_getfield(L, err, "message");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        const char *m = lua_tostring(L, -1);
-        const char *cut = strstr(m, "The Canonical String for this request should have been");
-        if (!cut)
-            cut = strstr(m, "The String-to-Sign should have been");
-        if (cut) {
-            while (cut > m && (cut[-1] == ' ' || cut[-1] == '\n' || cut[-1] == '\r'))
-                cut--;
-            lua_pushlstring(L, m, (size_t)(cut - m));
-            lua_pushliteral(L, " (the canonical request the service echoed is left out: it holds credentials)");
-            lua_concat(L, 2);
-            lua_setfield(L, err, "message");
-        }
-    }
-    lua_pop(L, 1);
+    m = lua_tolstring(L, -1, &mlen);
+    push_message(L, m, mlen);
+    lua_setfield(L, err, "message");
+    lua_settop(L, err);
 
     lua_pushinteger(L, (lua_Integer)status);
     lua_setfield(L, err, "status");
-    if (rid) {
-        lua_pushstring(L, rid);
-        lua_setfield(L, err, "request_id");
+    set_request_id(L, 4);
+
+    /* the members of a modeled error (ResourceAlreadyExistsFault's resourceArn):
+     * err.fields, read from the body along the error's shape */
+    if (rawfield(L, 1, "errors") == LUA_TTABLE) {
+        int errors = lua_gettop(L);
+        lua_getfield(L, err, "code");
+        lua_rawget(L, errors);
+        if (lua_type(L, -1) == LUA_TSTRING && push_shape(L, shapes, lua_gettop(L))
+            && shape_kind(L, lua_gettop(L)) == K_STRUCTURE) {
+            reader rd;
+            int ok = 0;
+            memset(&rd, 0, sizeof rd);
+            rd.L = L;
+            rd.shapes = shapes;
+            dms_jr_init(&rd.r, b, blen);
+            if (decoded)
+                ok = read_value(&rd, errors + 1);
+            if (!ok) {
+                lua_settop(L, errors + 2);
+                lua_newtable(L);
+            }
+            /* a message member reads as err.message does: one line, no echo */
+            {
+                static const char *const msg_keys[] = {"message", "Message", "errorMessage", NULL};
+                int i, fields = lua_gettop(L);
+                for (i = 0; msg_keys[i]; i++) {
+                    if (rawfield(L, fields, msg_keys[i]) == LUA_TSTRING) {
+                        size_t fl;
+                        const char *f = lua_tolstring(L, -1, &fl);
+                        lua_pushstring(L, msg_keys[i]);
+                        push_message(L, f, fl);
+                        lua_rawset(L, fields);
+                    }
+                    lua_pop(L, 1);
+                }
+            }
+            lua_setfield(L, err, "fields");
+        }
     }
     lua_settop(L, err);
     return 2;
 }
 
-/* The text is a JSON object (not an array) once leading white space is skipped. */
-static int json_is_object(const char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
-        i++;
-    return i < len && s[i] == '{';
-}
-
 static int shape_parse(lua_State *L)
 {
-    const char *op = luaL_checkstring(L, 2);
-    long status = (long)luaL_checkinteger(L, 3);
-    const char *output = NULL;
+    long status;
     size_t blen;
-    int decoded = 0, ok_json;
-    walker w;
+    const char *b;
+    int output, shapes;
+#if LUA_VERSION_NUM >= 503
+    lua_Integer st = luaL_checkinteger(L, 3);
+#else
+    lua_Number st = luaL_checknumber(L, 3);
+#endif
 
+    luaL_checkstring(L, 2);
     luaL_checkstring(L, 5);
     lua_settop(L, 5);
-    lua_tolstring(L, 5, &blen);
-    if (!push_model_parts(L, op, "output", &output)) {
-        lua_pushfstring(L, "unknown operation '%s'", op);
-        return dms_return_error(L, "validation", "UnknownOperation", lua_tostring(L, -1));
+    if (!push_model_parts(L, 2, "output")) {
+        char msg[200], name[101];
+        printable(L, 2, name, sizeof name);
+        snprintf(msg, sizeof msg, "unknown operation '%s'", name);
+        return dms_return_error(L, "validation", "UnknownOperation", msg);
     }
-    memset(&w, 0, sizeof w);
-    w.L = L;
-    w.shapes = lua_gettop(L);
+    output = 6;
+    shapes = 7;
+    b = lua_tolstring(L, 5, &blen);
 
-    /* decode (pcall: cjson raises on bad JSON) */
-    lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
-    lua_pushvalue(L, 5);
-    ok_json = blen > 0 && lua_pcall(L, 1, 1, 0) == 0;
-    if (blen == 0)
-        lua_pop(L, 2);
-    else if (!ok_json)
-        lua_pop(L, 1);
-    else
-        decoded = lua_gettop(L);
-
+    /* a status no HTTP server sends: the answer cannot be read */
+    if (!(st >= 100 && st <= 599)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the HTTP status %.0f is not one of 100..599: the outcome of the call is unknown",
+                 (double)st);
+        return malformed(L, msg, 0, 4);
+    }
+    status = (long)st;
     if (status < 200 || status >= 300)
-        return parse_error(L, status, 4, 5, decoded);
+        return parse_error(L, status, shapes);
 
-    if (blen == 0 || (decoded && lua_istable(L, decoded) && json_is_object(lua_tostring(L, 5), blen))) {
-        if (!decoded) {
-            lua_newtable(L);
-            decoded = lua_gettop(L);
-        }
-        if (output)
-            from_wire(&w, output, decoded);
-        else
-            lua_pushvalue(L, decoded);
+    if (is_blank(b, blen)) {
+        lua_newtable(L);
         return 1;
     }
-    lua_pushnil(L);
-    dms_push_error(L, "transport", "MalformedResponse",
-                   "the response body is not a JSON object: the outcome of the call is unknown");
-    lua_pushinteger(L, (lua_Integer)status);
-    lua_setfield(L, -2, "status");
     {
-        const char *rid = header(L, 4, "x-amzn-requestid");
-        if (rid) {
-            lua_pushstring(L, rid);
-            lua_setfield(L, -2, "request_id");
+        reader rd;
+        int ok;
+        memset(&rd, 0, sizeof rd);
+        rd.L = L;
+        rd.shapes = shapes;
+        dms_jr_init(&rd.r, b, blen);
+        if (dms_jr_peek(&rd.r) != '{') {
+            ok = 0;
+        } else if (lua_type(L, output) == LUA_TSTRING) {
+            ok = read_value(&rd, output);
+        } else {
+            /* no output shape: whatever JSON object came is ignored */
+            ok = dms_jr_skip(&rd.r);
+            if (ok)
+                lua_newtable(L);
         }
+        if (ok && dms_jr_peek(&rd.r) == -1 && lua_istable(L, -1))
+            return 1;
+        lua_settop(L, shapes);
     }
-    return 2;
+    return malformed(L, "the response body is not a JSON object: the outcome of the call is unknown", status, 4);
 }
 
 static const luaL_Reg shape_funcs[] = {
@@ -1305,27 +2152,30 @@ static const luaL_Reg shape_funcs[] = {
     {NULL, NULL}
 };
 
+#if LUA_VERSION_NUM < 503
+/* LuaJIT: 64-bit integers as int64 cdata (ffi), when ffi is there */
+static const char box_code[] =
+    "local ok, ffi = pcall(require, 'ffi')\n"
+    "if not ok then return nil, nil end\n"
+    "local int64, uint64, istype, tostring, type = ffi.typeof('int64_t'), ffi.typeof('uint64_t'),"
+    " ffi.istype, tostring, type\n"
+    "return function(hi, lo) return int64(hi) * 4294967296 + lo end,\n"
+    "  function(v)\n"
+    "    if type(v) == 'cdata' and (istype(int64, v) or istype(uint64, v)) then return tostring(v) end\n"
+    "  end\n";
+#endif
+
 void dms_shape_open(lua_State *L)
 {
-    /* a private lua-cjson instance, so that no setting of the application's
-     * cjson changes what dms sends */
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "cjson");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_remove(L, -2);
-    lua_getfield(L, -1, "encode_number_precision");
-    lua_pushinteger(L, 14);     /* the most lua-cjson 2.1 allows */
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "encode_invalid_numbers");
-    lua_pushboolean(L, 0);
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "encode_sparse_array");
-    lua_pushboolean(L, 0);
-    lua_call(L, 1, 0);
-    lua_getfield(L, -1, "encode");      /* UV_ENCODE */
-    lua_getfield(L, -2, "decode");      /* UV_DECODE */
-    lua_remove(L, -3);
+#if LUA_VERSION_NUM < 503
+    if (luaL_loadbuffer(L, box_code, sizeof box_code - 1, "=dms.core") != 0 || lua_pcall(L, 0, 2, 0) != 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+#else
+    lua_pushnil(L);
+    lua_pushnil(L);
+#endif
     dms_compat_setfuncs(L, shape_funcs, 2);
 }

@@ -1,7 +1,8 @@
 /*
- * Lua tables <-> DMS request and response shapes, driven by the model table
- * of lua/dms/model.lua (generated from the AWS API model):
- * validation and timestamps.
+ * Lua tables <-> the request and response shapes of an AWS JSON protocol
+ * model (awsJson1_0, awsJson1_1), driven by the model table that
+ * tools/gen_model.py generates (lua/dms/model.lua for DMS): validation,
+ * the JSON text (json.c), timestamps and errors.
  */
 #ifndef DMS_SHAPE_H
 #define DMS_SHAPE_H
@@ -17,10 +18,11 @@
  *   build(model, operation, params) -> request | nil, err
  *     validates params against the operation's input shape and serializes them
  *   parse(model, operation, status, headers, body) -> result | nil, err
- *     a 2xx body becomes the output shape as Lua tables; anything else an error
+ *     a 2xx body becomes the output shape as Lua tables; anything else an
+ *     error (a modeled error's members in err.fields)
  *   timestamp(value) -> epoch seconds | nil, err
  *     the conversion used for timestamp members
- * Needs lua-cjson (a private instance decodes, and encodes the request text).
+ * The model is a plain table, read without metamethods.
  */
 void dms_shape_open(lua_State *L);
 

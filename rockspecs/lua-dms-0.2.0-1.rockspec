@@ -29,7 +29,7 @@ build = {
    type = "builtin",
    modules = {
       ["dms.core"] = {
-         sources = { "module/core.c", "module/error.c", "module/sigv4.c", "module/shape.c", "module/sys.c" },
+         sources = { "module/core.c", "module/error.c", "module/json.c", "module/sigv4.c", "module/shape.c", "module/sys.c" },
          defines = { "_POSIX_C_SOURCE=200809L" },
          incdirs = { "$(OPENSSL_INCDIR)" },
          libdirs = { "$(CRYPTO_LIBDIR)" },

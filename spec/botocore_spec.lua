@@ -152,8 +152,8 @@ if has_botocore then
   }
   local RID = { ["x-amzn-requestid"] = "7e1e1c5a-d7a4-4b8b-9d0e-123456789abc" }
 
-  -- (c) responses: op, status, headers, body; unknown = members only lua-dms keeps;
-  -- generic = botocore's message is the reason phrase, ours starts with it;
+  -- (c) responses: op, status, headers, body (members the model does not define
+  -- are dropped by both); generic = botocore's message is the reason phrase, ours starts with it;
   -- excerpt = botocore's message is the body, ours quotes it
   local PARSE = {
     { "a started replication", "StartReplication", 200, RID, cjson.encode({ Replication = REPLICATION }) },
@@ -172,8 +172,11 @@ if has_botocore then
     { "JSON nulls", "StartReplication", 200, RID,
       '{"Replication":{"Status":"running","CdcStartTime":null,"ReplicationStats":{"TablesLoaded":1,"StopDate":null}},"Extra":null}' },
     { "unknown members", "StartReplication", 200, RID,
-      '{"Replication":{"Status":"running","NewMember":{"x":1},"ReplicationStats":{"TablesLoaded":1,"NewCount":7}},"Future":"yes"}',
-      unknown = { { "Future" }, { "Replication", "NewMember" }, { "Replication", "ReplicationStats", "NewCount" } } },
+      '{"Replication":{"Status":"running","NewMember":{"x":1},"ReplicationStats":{"TablesLoaded":1,"NewCount":7}},"Future":"yes"}' },
+    { "a long beyond 2^53", "StartReplication", 200, RID,
+      '{"Replication":{"ReplicationStats":{"ElapsedTimeMillis":1234567890123456789}}}', long = true },
+    { "a modeled error with its members", "CreateReplicationConfig", 400, RID,
+      '{"__type":"ResourceAlreadyExistsFault","message":"already there","resourceArn":"' .. ARN .. '"}', fields = true },
     { "an empty 200", "StopReplication", 200, RID, "" },
     { "a plain __type", "StartReplication", 400, RID,
       '{"__type":"InvalidResourceStateFault","message":"Replication is in MODIFYING state and cannot start"}' },
@@ -264,24 +267,6 @@ if has_botocore then
     return t
   end
 
-  local function deep_copy(t)
-    if type(t) ~= "table" then return t end
-    local c = {}
-    for k, v in pairs(t) do c[k] = deep_copy(v) end
-    return c
-  end
-
-  -- ours without the members only lua-dms keeps (paths of the case), each checked present
-  local function without(t, paths)
-    t = deep_copy(t)
-    for _, path in ipairs(paths or {}) do
-      local node = t
-      for i = 1, #path - 1 do node = node[path[i]] end
-      assert.is_not_nil(node[path[#path]], "lua-dms keeps the unknown member " .. table.concat(path, "."))
-      node[path[#path]] = nil
-    end
-    return t
-  end
 
   describe("botocore differential", function()
     lazy_setup(function()
@@ -376,9 +361,16 @@ if has_botocore then
               end
             end
             if r.request_id then assert.are.equal(r.request_id, err.request_id) end
+            if c.fields then assert.are.same(r.error.fields, err.fields) end
+          elseif c.long then
+            -- cjson reads the oracle's answer as doubles: compare the exact value with the body's text
+            assert(ours, err and tostring(err))
+            local v = ours.Replication.ReplicationStats.ElapsedTimeMillis
+            assert.are.equal("1234567890123456789", math.type and string.format("%d", v) or tostring(v):gsub("LL$", ""))
+            assert.are.equal(1234567890123456789.0, r.parsed.Replication.ReplicationStats.ElapsedTimeMillis + 0.0)
           else
             assert(ours, err and tostring(err))
-            assert.are.same(r.parsed, without(ours, c.unknown))
+            assert.are.same(r.parsed, ours)
           end
         end)
       end

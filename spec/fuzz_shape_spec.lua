@@ -12,6 +12,15 @@
 -- operation's output) with random statuses and headers. It must never raise,
 -- and must return a table, or nil and an error value.
 --
+-- Hostile tables where dms.core reads through metamethods (response headers,
+-- date tables) or must not (the model, params): an __index that builds each
+-- value afresh (and collects garbage), one that raises, one that yields from a
+-- coroutine. A value read from Lua must stay reachable while C uses it; a
+-- raise or a yield from the caller's own metamethod comes back as a Lua error,
+-- never as a crash. And the values out of range: times of 1e308, ARNs of
+-- megabytes, invalid UTF-8, NULs inside enum values and member names,
+-- statuses beyond any HTTP status.
+--
 -- Meant to run under the ASan/UBSan build of dms.core as well (see
 -- tools/test.sh), where a memory error aborts the run.
 local core = require "dms.core"
@@ -239,9 +248,12 @@ local function shaped(m, shape_name, depth)
   return any(depth)
 end
 
+local tree = require "support.json_tree"
+
+-- strict JSON (no NaN, control characters escaped, valid escapes), an object
 local function decodes_to_object(text)
-  local ok, v = pcall(cjson.decode, text)
-  return ok and type(v) == "table" and text:match("^%s*{") ~= nil
+  local v = tree.decode(text)
+  return type(v) == "table" and v.kind == "object"
 end
 
 local function check_error(err, kinds, where)
@@ -301,6 +313,139 @@ describe("core.build with random parameters", function()
       local ok, req, err = pcall(core.build, model, "StartReplication", v)
       assert(ok, "raised: " .. tostring(req))
       if req == nil then check_error(err, { validation = true }, "build with " .. type(v)) end
+    end
+  end)
+end)
+
+-- metatables whose __index misbehaves
+local function afresh(make)
+  return { __index = function(_, k)
+    collectgarbage()
+    return make(k)
+  end }
+end
+local RAISES = { __index = function(_, k) error("raised reading " .. tostring(k)) end }
+local YIELDS = { __index = function(_, k) return coroutine.yield(k) end }
+
+-- runs f in a coroutine (so that a yield has somewhere to go); returns
+-- pcall-like results: true, ... or false, message
+local unpack = table.unpack or unpack
+local function run(f)
+  local co = coroutine.create(function() return f() end)
+  local res = { n = 0 }
+  local function keep(...) res = { n = select("#", ...), ... } end
+  keep(coroutine.resume(co))
+  if res[1] and coroutine.status(co) == "suspended" then
+    return false, "yielded"     -- a yield through dms.core that came back out (not allowed)
+  end
+  return unpack(res, 1, res.n)
+end
+
+local ARN = "arn:aws:dms:us-east-1:123456789012:replication-config:X"
+
+describe("hostile tables", function()
+  it("in response headers: values built afresh stay reachable; raises and yields come back as Lua errors", function()
+    math.randomseed(99)
+    for case = 1, 300 do
+      local mt = pick({ afresh(function(k)
+        if k == "x-amzn-errortype" then return pick({ "aws#ThrottlingException", "::::", rand_string() }) end
+        return rand_string() .. string.rep("r", rnd(0, 64))
+      end), RAISES, YIELDS })
+      local headers = setmetatable({}, mt)
+      local status = pick({ 200, 400, 500, 503, 2 ^ 40, 0 })
+      local body = pick({ "", "{}", "{", '{"__type":"X","message":"m"}', "<html>" })
+      local ok, r, err = run(function() return core.parse(model, "StartReplication", status, headers, body) end)
+      local where = ("headers case %d"):format(case)
+      if mt == RAISES or mt == YIELDS then
+        if not ok then assert(type(r) == "string", where .. ": the error is not a message") end
+      else
+        assert(ok, where .. " raised: " .. tostring(r))
+      end
+      if ok then
+        if r == nil then
+          check_error(err, { service = true, transport = true }, where)
+          if mt ~= RAISES and mt ~= YIELDS and err.request_id then
+            assert(not err.request_id:find("[%c]"), where .. ": request id not on one line")
+          end
+        else
+          assert(type(r) == "table", where)
+        end
+      end
+    end
+  end)
+
+  it("as date tables: read through __index, refused or raised, never a crash", function()
+    math.randomseed(98)
+    for case = 1, 300 do
+      local mt = pick({ afresh(function(k)
+        if k == "year" then return pick({ 2026, 2026.0, 1e308, -1e300, 0 / 0, "2026" }) end
+        if k == "month" then return rnd(0, 13) end
+        if k == "day" then return rnd(0, 32) end
+        return pick({ nil, 0, 12, 59, 1e10 })
+      end), RAISES, YIELDS })
+      local params = { ReplicationConfigArn = ARN, StartReplicationType = "start-replication",
+                       CdcStartTime = setmetatable({}, mt) }
+      local ok, req, err = run(function() return core.build(model, "StartReplication", params) end)
+      local where = ("date table case %d"):format(case)
+      if mt == RAISES or mt == YIELDS then
+        if not ok then assert(type(req) == "string", where) end
+      else
+        assert(ok, where .. " raised: " .. tostring(req))
+      end
+      if ok and req == nil then check_error(err, { validation = true }, where) end
+      if ok and req then assert(decodes_to_object(req.body), where) end
+    end
+  end)
+
+  it("as params and the model: read raw, so their metamethods never run", function()
+    local ran = 0
+    local function mt() return { __index = function() ran = ran + 1 error("must not run") end,
+                                 __pairs = function() ran = ran + 1 error("must not run") end,
+                                 __len = function() ran = ran + 1 error("must not run") end } end
+    local params = setmetatable({ ReplicationConfigArn = ARN, StartReplicationType = "start-replication",
+                                  CdcStartTime = 1795608000 }, mt())
+    assert(core.build(model, "StartReplication", params))
+    local filters = setmetatable({ setmetatable({ Name = "n", Values = setmetatable({ "v" }, mt()) }, mt()) }, mt())
+    assert(core.build(model, "DescribeReplications", { Filters = filters }))
+    local proxy = setmetatable({ operations = model.operations, shapes = setmetatable({}, mt()) }, mt())
+    local req, err = core.build(proxy, "StartReplication", { ReplicationConfigArn = ARN, StartReplicationType = "x" })
+    assert.is_nil(req)
+    assert.are.equal("ModelError", err.code)
+    local r, perr = core.parse(proxy, "StartReplication", 200, {}, '{"Replication":{"Status":"running"}}')
+    assert(r or perr)
+    assert.are.equal(0, ran)
+  end)
+end)
+
+describe("values out of range", function()
+  local function refused(params, member)
+    local p = { ReplicationConfigArn = ARN, StartReplicationType = "start-replication" }
+    for k, v in pairs(params) do p[k] = v end
+    local ok, req, err = pcall(core.build, model, "StartReplication", p)
+    assert(ok, req)
+    assert.is_nil(req, member)
+    check_error(err, { validation = true }, member)
+    assert.are.equal(member, err.member)
+  end
+
+  it("are refused before any I/O, naming the member", function()
+    math.randomseed(97)
+    for _ = 1, 200 do
+      refused({ CdcStartTime = pick({ 1e308, -1e300, 2 ^ 63, -2 ^ 63, 253402300800, -62135596801, 1 / 0, 0 / 0,
+                                      rnd() * 1e300 + 1e12 }) }, "CdcStartTime")
+      refused({ ReplicationConfigArn = ARN .. string.rep("x", rnd(2049, 2 ^ 20)) }, "ReplicationConfigArn")
+      refused({ CdcStopPosition = rand_string() .. pick({ "\255", "\192\128", "\237\160\128", "\244\144\128\128" }) },
+              "CdcStopPosition")
+      refused({ StartReplicationType = pick({ "reload-target", "start-replication", "resume-processing" })
+                                       .. "\0" .. rand_string() }, "StartReplicationType")
+    end
+  end)
+
+  it("in statuses give a MalformedResponse error value", function()
+    for _, status in ipairs({ 2 ^ 40, 2 ^ 53, 2 ^ 62, -2 ^ 62, 600, 99, 0, -1 }) do
+      local r, err = core.parse(model, "StartReplication", status, {}, '{"__type":"X"}')
+      assert.is_nil(r)
+      assert.are.equal("MalformedResponse", err.code)
     end
   end)
 end)

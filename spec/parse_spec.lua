@@ -14,8 +14,8 @@ local function is_integer(v)
   return type(v) == "number" and v == math.floor(v)
 end
 
-local function ok(op, body, status, headers)
-  local r, err = core.parse(model, op, status or 200, headers or {}, body)
+local function ok(op, body, status, headers, m)
+  local r, err = core.parse(m or model, op, status or 200, headers or {}, body)
   assert(r, err and tostring(err))
   assert.is_nil(err)
   return r
@@ -82,7 +82,13 @@ local REPLICATION = {
 
 -- cjson writes 14 significant digits: the long member goes in as text
 local function encode(t)
-  return (cjson.encode(t):gsub('"LONG"', "123456789012345"))
+  return (cjson.encode(t):gsub('"LONG"', "1234567890123456789"))
+end
+
+-- a long beyond 2^53: an integer on Lua 5.3+, an int64 cdata on LuaJIT
+local function exact(v)
+  if math.type then return string.format("%d", v) end
+  return (tostring(v):gsub("LL$", ""))
 end
 
 describe("core.parse", function()
@@ -126,19 +132,17 @@ describe("core.parse", function()
 
     it("makes integer and long members integers", function()
       local s = r.ReplicationStats
-      for k, v in pairs({ FullLoadProgressPercent = 42, ElapsedTimeMillis = 123456789012345, TablesLoaded = 10,
+      for k, v in pairs({ FullLoadProgressPercent = 42, TablesLoaded = 10,
                           TablesLoading = 2, TablesQueued = 3, TablesErrored = 0 }) do
         assert.are.equal(v, s[k], k)
         assert.is_true(is_integer(s[k]), k)
       end
+      assert.are.equal("1234567890123456789", exact(s.ElapsedTimeMillis))
       assert.are.equal(16, r.ProvisionData.ProvisionedCapacityUnits)
       assert.is_true(is_integer(r.ProvisionData.ProvisionedCapacityUnits))
       local p = r.PremigrationAssessmentStatuses[1]
       assert.are.equal(5, p.AssessmentProgress.IndividualAssessmentCompletedCount)
       assert.is_true(is_integer(p.ResultStatistic.Warning))
-      if math.type then
-        assert.are.equal("123456789012345", string.format("%d", s.ElapsedTimeMillis))
-      end
     end)
 
     it("is the same through StopReplication and DescribeReplications", function()
@@ -151,19 +155,89 @@ describe("core.parse", function()
     end)
   end)
 
-  describe("members the model does not know", function()
-    it("are kept, at the top and nested", function()
+  describe("members the model does not define", function()
+    it("are dropped, at the top and nested, as botocore drops them", function()
       local r = ok("StartReplication", [[{"Replication":{"Status":"running","NewThing":{"a":1,"b":[1,2,"x"]},
         "ReplicationStats":{"TablesLoaded":1,"RowsPerSecond":12.5}},"Future":"yes"}]])
-      assert.are.equal("yes", r.Future)
-      assert.are.same({ a = 1, b = { 1, 2, "x" } }, r.Replication.NewThing)
-      assert.are.equal(12.5, r.Replication.ReplicationStats.RowsPerSecond)
+      assert.are.same({ Replication = { Status = "running", ReplicationStats = { TablesLoaded = 1 } } }, r)
     end)
 
-    it("lose their JSON nulls too", function()
-      local r = ok("StartReplication", '{"Replication":{"NewThing":{"a":null,"b":{"c":null,"d":2}}},"Future":null}')
-      assert.are.same({ b = { d = 2 } }, r.Replication.NewThing)
-      assert.is_nil(r.Future)
+    it("are read through, however deep, and must still be JSON", function()
+      local deep = string.rep('{"a":[', 400) .. "1" .. string.rep("]}", 400)
+      assert.are.same({ Marker = "m" }, ok("DescribeReplications", '{"Future":' .. deep .. ',"Marker":"m"}'))
+      local r, err = core.parse(model, "DescribeReplications", 200, {}, '{"Future":{"a":tru},"Marker":"m"}')
+      assert.is_nil(r)
+      assert.are.equal("MalformedResponse", err.code)
+    end)
+
+    it("make the whole answer of an operation without output", function()
+      local m = { operations = { Op = {} }, shapes = {} }
+      assert.are.same({}, select(1, core.parse(m, "Op", 200, {}, '{"foo":true,"bar":[1,2]}')))
+      assert.are.same({}, select(1, core.parse(m, "Op", 200, {}, "")))
+      assert.is_nil(core.parse(m, "Op", 200, {}, "[1]"))
+    end)
+  end)
+
+  describe("shapes DMS does not use", function()
+    local M = {
+      operations = { Op = { output = "Out" } },
+      shapes = {
+        Out = { type = "structure", members = { Doc = "Document", U = "Union", D = "Double", F = "Float", L = "Long",
+                                                I = "Iso", H = "Http", T = "Epoch", B = "Blob", List = "List", Map = "Map" } },
+        Document = { type = "structure", members = {}, document = true },
+        Union = { type = "structure", members = { A = "String", B = "String" }, union = true },
+        Double = { type = "double" }, Float = { type = "float" }, Long = { type = "long" },
+        Iso = { type = "timestamp", format = "iso8601" }, Http = { type = "timestamp", format = "rfc822" },
+        Epoch = { type = "timestamp" }, Blob = { type = "blob" }, String = { type = "string" },
+        List = { type = "list", member = "String" }, Map = { type = "map", key = "String", value = "Long" },
+      },
+    }
+    local function parsed(body) return ok("Op", body, 200, {}, M) end
+
+    it("keep documents as they came, JSON nulls as cjson.null", function()
+      local r = parsed('{"Doc":{"a":[1,null,{"b":null}],"c":"x"}}')
+      assert.are.same({ a = { 1, cjson.null, { b = cjson.null } }, c = "x" }, r.Doc)
+      local deep = string.rep('{"a":', 900) .. "1" .. string.rep("}", 900)
+      local t, n = parsed('{"Doc":' .. deep .. "}").Doc, 0
+      while type(t) == "table" do t, n = t.a, n + 1 end
+      assert.are.equal(900, n)
+      assert.are.equal(1, t)
+    end)
+
+    it("read NaN and the infinities of doubles and floats", function()
+      local r = parsed('{"D":"NaN","F":"-Infinity"}')
+      assert.is_true(r.D ~= r.D)
+      assert.are.equal(-math.huge, r.F)
+      assert.are.equal(math.huge, parsed('{"D":"Infinity"}').D)
+      assert.are.equal(123456789.12345679, parsed('{"D":123456789.12345679}').D)
+    end)
+
+    it("read longs exactly", function()
+      assert.are.equal("1234567890123456789", exact(parsed('{"L":1234567890123456789}').L))
+      assert.are.equal("-9223372036854775808", exact(parsed('{"L":-9223372036854775808}').L))
+      assert.are.equal("9007199254740993", exact(parsed('{"Map":{"k":9007199254740993}}').Map.k))
+      assert.are.equal(12, parsed('{"L":12}').L)
+      assert.are.equal(1e300, parsed('{"L":1e300}').L)       -- no integer: the nearest double
+    end)
+
+    it("turn iso8601, rfc822 and epoch timestamps into epoch seconds", function()
+      local r = parsed('{"I":"2019-12-16T22:48:18-01:00","H":"Sun, 02 Jan 2000 20:34:56 GMT","T":946845296.123}')
+      assert.are.equal(1576540098, r.I)
+      assert.are.equal(946845296, r.H)
+      assert.are.equal(946845296.123, r.T)
+      assert.are.equal(946845296.5, parsed('{"I":"2000-01-02T20:34:56.5Z"}').I)
+      assert.are.equal("soon", parsed('{"H":"soon"}').H)
+    end)
+
+    it("name a union member the model does not know, as botocore does", function()
+      assert.are.same({ A = "a" }, parsed('{"U":{"__type":"x#U","A":"a","B":null}}').U)
+      assert.are.same({ SDK_UNKNOWN_MEMBER = { name = "C" } }, parsed('{"U":{"C":1}}').U)
+    end)
+
+    it("keep a null list item in its place, and decode blobs", function()
+      assert.are.same({ "a", cjson.null, "b" }, parsed('{"List":["a",null,"b"]}').List)
+      assert.are.equal("binary-value", parsed('{"B":"YmluYXJ5LXZhbHVl"}').B)
+      assert.are.equal("not base64!", parsed('{"B":"not base64!"}').B)
     end)
   end)
 
@@ -231,11 +305,22 @@ describe("core.parse", function()
       assert.are.equal("KMSKeyNotAccessibleFault", code_of('{"__type":"KMSKeyNotAccessibleFault","code":"Other"}'))
     end)
 
-    it("come from the x-amzn-errortype header when the body has none", function()
+    it("come from the x-amzn-errortype header first, as the protocol says", function()
       assert.are.equal("InvalidResourceStateFault", code_of("{}", { ["x-amzn-errortype"] = "InvalidResourceStateFault" }))
       assert.are.equal("ResourceNotFoundFault", code_of("", { ["x-amzn-errortype"] = "ResourceNotFoundFault:http://internal.amazon.com/" }))
       assert.are.equal("AccessDeniedException", code_of("<html></html>", { ["x-amzn-errortype"] = "AccessDeniedException" }, 403))
-      assert.are.equal("FromBody", code_of('{"__type":"FromBody"}', { ["x-amzn-errortype"] = "FromHeader" }))
+      assert.are.equal("FromHeader", code_of('{"__type":"FromBody"}', { ["x-amzn-errortype"] = "FromHeader" }))
+      assert.are.equal("FromBody", code_of('{"__type":"FromBody"}', { ["x-amzn-errortype"] = "::" }))
+      assert.are.equal("FromHeader", code_of('{"__type":"FromBody"}', { ["X-Amzn-ErrorType"] = "FromHeader" }))
+    end)
+
+    it("are never empty nor junk: the next source, or the status", function()
+      assert.are.equal("400", code_of('{"__type":"::::"}'))
+      assert.are.equal("400", code_of('{"__type":"#"}'))
+      assert.are.equal("400", code_of('{"__type":"a#b c"}'))
+      assert.are.equal("400", code_of('{"__type":"a\\r\\nb"}'))
+      assert.are.equal("Y", code_of('{"__type":":x","code":"Y"}'))
+      assert.are.equal("400", code_of('{"__type":' .. string.format("%q", string.rep("x", 300)) .. '}'))
     end)
 
     it("fall back to the HTTP status", function()
@@ -380,10 +465,13 @@ describe("core.parse", function()
       end
     end)
 
-    it("stays on one line when the message has line breaks", function()
-      local err = service_error(400, '{"__type":"X","message":"first line\r\nsecond\nthird\rfourth"}')
-      assert.are.equal("first line\r\nsecond\nthird\rfourth", err.message)
-      assert.are.equal("service error X: first line second third fourth (HTTP 400)", tostring(err))
+    it("stays on one line when the message has line breaks, and so does err.message", function()
+      local err = service_error(400, '{"__type":"X","message":"first line\\r\\nsecond\\nthird\\rfourth\\u0000\\tend"}')
+      assert.are.equal("first line second third fourth  end", err.message)
+      assert.are.equal("service error X: first line second third fourth  end (HTTP 400)", tostring(err))
+      err = service_error(400, '{"__type":"X"}', { ["x-amzn-requestid"] = "rid\r\n\0x" })
+      assert.are.equal("rid  x", err.request_id)
+      assert.is_nil(tostring(err):find("[%z\r\n]"))
     end)
 
     it("leaves out what is not known", function()
@@ -413,10 +501,70 @@ describe("core.parse", function()
     it("do not crash, however deep", function()
       local deep = string.rep('{"a":', 900) .. "1" .. string.rep("}", 900)
       local r = ok("DescribeReplications", '{"Replications":[{"NewThing":' .. deep .. "}]}")
-      local t, n = r.Replications[1].NewThing, 0
-      while type(t) == "table" do t, n = t.a, n + 1 end
-      assert.are.equal(900, n)
-      assert.are.equal(1, t)
+      assert.are.same({ Replications = { {} } }, r)
+      for _, n in ipairs({ 1001, 100000 }) do
+        local text = '{"Marker":' .. string.rep("[", n) .. string.rep("]", n) .. "}"
+        local res, err = core.parse(model, "DescribeReplications", 200, {}, text)
+        assert.is_nil(res)
+        assert.are.equal("MalformedResponse", err.code)
+      end
+    end)
+  end)
+
+  describe("modeled errors", function()
+    it("carry the members of their shape in err.fields", function()
+      local err = service_error(400, '{"__type":"ResourceAlreadyExistsFault","message":"exists","resourceArn":"' .. ARN .. '"}',
+                                nil, "CreateReplicationConfig")
+      assert.are.equal("ResourceAlreadyExistsFault", err.code)
+      assert.are.same({ message = "exists", resourceArn = ARN }, err.fields)
+      err = service_error(400, '{"__type":"aws.dms#InvalidResourceStateFault","message":"m\\nn","Unknown":1}')
+      assert.are.same({ message = "m n" }, err.fields)
+      err = service_error(400, "", { ["x-amzn-errortype"] = "ResourceNotFoundFault" })
+      assert.are.same({}, err.fields)
+    end)
+
+    it("and only those: an error the model does not define has no fields", function()
+      assert.is_nil(service_error(400, '{"__type":"ThrottlingException","message":"slow"}').fields)
+      assert.is_nil(service_error(502, "<html></html>").fields)
+    end)
+  end)
+
+  describe("the HTTP status", function()
+    it("outside 100..599 makes a MalformedResponse error value (no server sends it)", function()
+      for _, status in ipairs({ 2 ^ 40, 2 ^ 53, 0, -1, 99, 600, 2 ^ 31, -2 ^ 31 - 1 }) do
+        local r, err = core.parse(model, "StartReplication", status, { ["x-amzn-requestid"] = "rid" }, "{}")
+        assert.is_nil(r, tostring(status))
+        assert.are.equal("transport", err.kind)
+        assert.are.equal("MalformedResponse", err.code)
+        assert.is_nil(err.status)
+        assert.are.equal("rid", err.request_id)
+        assert.truthy(err.message:find(string.format("%.0f", status), 1, true), err.message)
+      end
+    end)
+
+    it("of the wrong type is a programming error, which raises", function()
+      assert.has_error(function() core.parse(model, "StartReplication", "two hundred", {}, "{}") end)
+      assert.has_error(function() core.parse(model, "StartReplication", {}, {}, "{}") end)
+      assert.has_error(function() core.parse(model, "StartReplication", nil, {}, "{}") end)
+    end)
+  end)
+
+  describe("response headers", function()
+    it("may be a proxy whose __index builds each value afresh", function()
+      local calls = 0
+      local headers = setmetatable({}, { __index = function(_, k)
+        calls = calls + 1
+        collectgarbage()
+        if k == "x-amzn-requestid" then return "rid-" .. string.rep("x", 40) .. calls end
+        if k == "x-amzn-errortype" then return "aws#Throttling" .. ("Exception"):sub(1, 9) end
+      end })
+      local r, err = core.parse(model, "StartReplication", 400, headers, "")
+      assert.is_nil(r)
+      assert.are.equal("ThrottlingException", err.code)
+      assert.truthy(err.request_id:find("^rid%-x+%d+$"), err.request_id)
+      r, err = core.parse(model, "StartReplication", 200, headers, "{")
+      assert.is_nil(r)
+      assert.truthy(err.request_id:find("^rid%-x+%d+$"), err.request_id)
     end)
   end)
 end)

@@ -1,5 +1,5 @@
 -- dms.core.build: every validation rule of the request side, and the
--- serialization of what passes (AWS JSON 1.1 bodies).
+-- serialization of what passes (AWS JSON 1.1 and 1.0 bodies).
 -- luacheck: max line length 160 (request and response bodies are kept on one line)
 local core = require "dms.core"
 local model = require "dms.model"
@@ -173,10 +173,18 @@ describe("core.build", function()
               "MissingParameter", "Filters[2].Name")
     end)
 
-    it("count an empty list as missing (empty lists are left out of the body)", function()
-      local err = refused("DescribeReplications", { Filters = { { Name = "replication-config-arn", Values = {} } } },
-                          "MissingParameter", "Filters[1].Values")
-      assert.truthy(err.message:find("Filters[1].Values", 1, true))
+    it("are given when they are empty lists (sent as [])", function()
+      local b, req = body("DescribeReplications", { Filters = { { Name = "replication-config-arn", Values = {} } } })
+      assert.truthy(req.body:find('"Values":[]', 1, true), req.body)
+      assert.are.equal("replication-config-arn", b.Filters[1].Name)
+      local _, r2 = body("AddTagsToResource", { ResourceArn = ARN, Tags = {} })
+      assert.truthy(r2.body:find('"Tags":[]', 1, true), r2.body)
+    end)
+
+    it("are missing when they are JSON null (cjson.null), as when they are nil", function()
+      refused("StartReplication", start({ ReplicationConfigArn = cjson.null }), "MissingParameter", "ReplicationConfigArn")
+      local _, req = body("StartReplication", start({ CdcStopPosition = cjson.null }))
+      assert.is_nil(req.body:find("CdcStopPosition", 1, true))
     end)
 
     it("name the member in the message", function()
@@ -237,8 +245,7 @@ describe("core.build", function()
       refused("Op", { Flag = "true" }, "InvalidParameterType", "Flag", TOY)
       refused("Op", { Flag = 1 }, "InvalidParameterType", "Flag", TOY)
       refused("Op", { Ratio = "1.5" }, "InvalidParameterType", "Ratio", TOY)
-      refused("Op", { Ratio = 0 / 0 }, "InvalidParameterType", "Ratio", TOY)
-      refused("Op", { Ratio = math.huge }, "InvalidParameterType", "Ratio", TOY)
+      refused("Op", { Ratio = "nan" }, "InvalidParameterType", "Ratio", TOY)
       refused("Op", { Labels = "x" }, "InvalidParameterType", "Labels", TOY)
       refused("Op", { Labels = { 1, 2 } }, "InvalidParameterType", "Labels", TOY)
       refused("Op", { Labels = { a = 1, b = "2" } }, "InvalidParameterType", "Labels[b]", TOY)
@@ -266,12 +273,15 @@ describe("core.build", function()
       body("DescribeDataMigrations", { Marker = string.rep("m", 1024) })
     end)
 
-    it("serialize iso8601 timestamps of the model as text", function()
+    it("serialize iso8601 timestamps of the model as text, to the microsecond as botocore", function()
       assert.are.equal("2026-11-25T12:00:00Z", body("Op", { When = T0 }, TOY).When)
-      assert.are.equal("2026-11-25T12:00:00.250Z", body("Op", { When = T0 + 0.25 }, TOY).When)
-      assert.are.equal("2026-11-25T11:00:00.500Z", body("Op", { When = "2026-11-25T12:00:00.5+01:00" }, TOY).When)
-      assert.are.equal("2026-11-25T12:00:01Z", body("Op", { When = T0 + 0.9996 }, TOY).When)
-      assert.are.equal("1969-12-31T23:59:59.500Z", body("Op", { When = -0.5 }, TOY).When)
+      assert.are.equal("2026-11-25T12:00:00.250000Z", body("Op", { When = T0 + 0.25 }, TOY).When)
+      assert.are.equal("2026-11-25T11:00:00.500000Z", body("Op", { When = "2026-11-25T12:00:00.5+01:00" }, TOY).When)
+      assert.are.equal("2026-11-25T12:00:00.999600Z", body("Op", { When = T0 + 0.9996 }, TOY).When)
+      assert.are.equal("2026-11-25T12:00:00.123456Z", body("Op", { When = "2026-11-25T12:00:00.123456Z" }, TOY).When)
+      assert.are.equal("2026-11-25T12:00:00.123457Z", body("Op", { When = "2026-11-25T12:00:00.1234567Z" }, TOY).When)
+      assert.are.equal("2026-11-25T12:00:01Z", body("Op", { When = T0 + 0.9999996 }, TOY).When)
+      assert.are.equal("1969-12-31T23:59:59.500000Z", body("Op", { When = -0.5 }, TOY).When)
       assert.are.equal("0001-01-01T00:00:00Z", body("Op", { When = -62135596800 }, TOY).When)
       assert.are.equal("9999-12-31T23:59:59Z", body("Op", { When = 253402300799 }, TOY).When)
       local b = body("CreateDataMigration", { MigrationProjectIdentifier = "p", DataMigrationType = "full-load",
@@ -616,17 +626,35 @@ describe("core.build", function()
               "ComputeConfig.MinCapacityUnits")
     end)
 
-    it("are below 1e14 for long members, and sent exactly", function()
-      local _, req = body("Op", { Big = 99999999999999 }, TOY)
-      assert.are.equal('{"Big":99999999999999}', req.body)
-      _, req = body("Op", { Big = -99999999999999 }, TOY)
-      assert.are.equal('{"Big":-99999999999999}', req.body)
-      _, req = body("Op", { Big = 4294967296 }, TOY)
-      assert.are.equal('{"Big":4294967296}', req.body)
-      refused("Op", { Big = 1e14 }, "InvalidParameterValue", "Big", TOY)
-      refused("Op", { Big = -1e14 }, "InvalidParameterValue", "Big", TOY)
+    it("are sent exactly for long members, to the 64-bit range", function()
+      local function sent(v) return select(2, body("Op", { Big = v }, TOY)).body end
+      assert.are.equal('{"Big":99999999999999}', sent(99999999999999))
+      assert.are.equal('{"Big":-99999999999999}', sent(-99999999999999))
+      assert.are.equal('{"Big":4294967296}', sent(4294967296))
+      assert.are.equal('{"Big":100000000000000}', sent(1e14))
+      assert.are.equal('{"Big":9007199254740994}', sent(2 ^ 53 + 2))
+      assert.are.equal('{"Big":-9223372036854775808}', sent(-2 ^ 63))
+      if math.type then
+        assert.are.equal('{"Big":1234567890123456789}', sent(1234567890123456789))
+        assert.are.equal('{"Big":9223372036854775807}', sent(math.maxinteger))
+        assert.are.equal('{"Big":-9223372036854775808}', sent(math.mininteger))
+      end
       refused("Op", { Big = 2 ^ 63 }, "InvalidParameterValue", "Big", TOY)
+      refused("Op", { Big = 1e19 }, "InvalidParameterValue", "Big", TOY)
       refused("Op", { Big = 1.5 }, "InvalidParameterType", "Big", TOY)
+      refused("Op", { Big = "12" }, "InvalidParameterType", "Big", TOY)
+    end)
+
+    it("take LuaJIT's int64 cdata for long members, exactly", function()
+      local has_ffi, ffi = pcall(require, "ffi")
+      if not has_ffi then return end
+      local function sent(v) return select(2, body("Op", { Big = v }, TOY)).body end
+      assert.are.equal('{"Big":1234567890123456789}', sent(ffi.new("int64_t", 1234567890) * 1000000000 + 123456789))
+      assert.are.equal('{"Big":-5}', sent(ffi.new("int64_t", -5)))
+      assert.are.equal('{"Big":18}', sent(ffi.new("uint64_t", 18)))
+      refused("Op", { Big = ffi.new("uint64_t", 2) ^ 63 }, "InvalidParameterValue", "Big", TOY)
+      refused("Op", { Small = ffi.new("int64_t", 2) ^ 40 }, "InvalidParameterValue", "Small", TOY)
+      refused("Op", { Big = ffi.new("double", 1) }, "InvalidParameterType", "Big", TOY)
     end)
 
     it("respect the model's min and max", function()
@@ -637,15 +665,175 @@ describe("core.build", function()
     end)
   end)
 
-  describe("empty lists", function()
-    it("are left out of the body", function()
-      local _, req = body("DescribeReplications", { Filters = {}, MaxRecords = 20 })
-      assert.are.equal('{"MaxRecords":20}', req.body)
-      local b = body("CreateReplicationConfig", { ReplicationConfigIdentifier = "c",
+  describe("empty lists and maps", function()
+    it("are sent as [] and {}", function()
+      local _, req = body("DescribeReplications", { Filters = {} })
+      assert.are.equal('{"Filters":[]}', req.body)
+      _, req = body("CreateReplicationConfig", { ReplicationConfigIdentifier = "c",
         SourceEndpointArn = "s", TargetEndpointArn = "t", ReplicationType = "cdc", TableMappings = "{}",
         ComputeConfig = { VpcSecurityGroupIds = {} }, Tags = {} })
-      assert.is_nil(b.Tags)
-      assert.are.same({}, b.ComputeConfig)
+      assert.truthy(req.body:find('"Tags":[]', 1, true), req.body)
+      assert.truthy(req.body:find('"ComputeConfig":{"VpcSecurityGroupIds":[]}', 1, true), req.body)
+      _, req = body("Op", { Labels = {} }, TOY)
+      assert.are.equal('{"Labels":{}}', req.body)
+    end)
+  end)
+
+  describe("doubles", function()
+    it("are written with up to 17 significant digits: the shortest text that reads back the same", function()
+      local function sent(v) return select(2, body("Op", { Ratio = v }, TOY)).body:match('"Ratio":(.*)}$') end
+      for _, v in ipairs({ 0.1, 0.1 + 0.2, 1 / 3, 123456789.12345679, 2 ^ -1074, 1.7976931348623157e308, -2.5e-7,
+                           1e15 + 0.5, 12345678901234567890.0 }) do
+        local text = sent(v)
+        assert.are.equal(v, tonumber(text), text)
+        local mantissa = text:gsub("^%-", ""):gsub("e.*", ""):gsub("%.", ""):gsub("^0+", "")
+        assert.is_true(#mantissa <= 17, text)
+      end
+      assert.are.equal("0.1", sent(0.1))
+      assert.are.equal("0.30000000000000004", sent(0.1 + 0.2))
+      assert.are.equal("1234.5", sent(1234.5))
+      assert.are.equal("3", sent(3.0))
+    end)
+
+    it("send NaN and the infinities as the protocol writes them", function()
+      local function sent(v) return select(2, body("Op", { Ratio = v }, TOY)).body end
+      assert.are.equal('{"Ratio":"NaN"}', sent(0 / 0))
+      assert.are.equal('{"Ratio":"Infinity"}', sent(math.huge))
+      assert.are.equal('{"Ratio":"-Infinity"}', sent(-math.huge))
+      assert.are.equal('{"Ratio":"NaN"}', sent("NaN"))
+      assert.are.equal('{"Ratio":"-Infinity"}', sent("-Infinity"))
+    end)
+  end)
+
+  describe("strings", function()
+    it("count their length in characters, not bytes", function()
+      local accented = string.rep("é", 255)                        -- 510 bytes
+      body("ExportMetadataModelAssessment", { MigrationProjectIdentifier = accented, SelectionRules = "{}" })
+      refused("ExportMetadataModelAssessment", { MigrationProjectIdentifier = accented .. "e", SelectionRules = "{}" },
+              "InvalidParameterValue", "MigrationProjectIdentifier")
+      body("Op", { Name = "日本" }, TOY)                              -- 2 characters, 6 bytes
+      body("Op", { Name = "\240\159\152\128\240\159\152\128\240\159\152\128\240\159\152\128\240\159\152\128" }, TOY)
+      refused("Op", { Name = "\240\159\152\128" }, "InvalidParameterValue", "Name", TOY)
+    end)
+
+    it("must be valid UTF-8 (else the body would not be JSON)", function()
+      for _, s in ipairs({ "\255", "a\128b", "\192\175", "\224\128\175", "\237\160\128", "\244\144\128\128", "é\195" }) do
+        local err = refused("StartReplication", start({ CdcStopPosition = s }), "InvalidParameterValue", "CdcStopPosition")
+        assert.truthy(err.message:find("UTF-8", 1, true))
+      end
+      refused("Op", { Labels = { ["k\255"] = 1 } }, "InvalidParameterValue", "Labels[k\255]", TOY)
+      refused("StartReplication", start({ PremigrationAssessmentSettings = { ["\255"] = 1 } }), "InvalidParameterValue",
+              "PremigrationAssessmentSettings")
+      refused("StartReplication", start({ PremigrationAssessmentSettings = '{"a":"\255"}' }), "InvalidParameterValue",
+              "PremigrationAssessmentSettings")
+    end)
+
+    it("compare with their length: a NUL inside an enum value or a member name does not pass", function()
+      refused("StartReplication", start({ StartReplicationType = "reload-target\0" }), "InvalidParameterValue",
+              "StartReplicationType")
+      refused("StartReplication", start({ StartReplicationType = "start-replication\0junk" }), "InvalidParameterValue",
+              "StartReplicationType")
+      local err = refused("StartReplication", { ["ReplicationConfigArn\0x"] = ARN, StartReplicationType = "start-replication" },
+                          "UnknownParameter", "ReplicationConfigArn?x")
+      assert.truthy(err.message:find("ReplicationConfigArn?x", 1, true))
+      refused("StartReplication", start({ ReplicationConfigArn = ARN .. "\0" }), "InvalidParameterValue",
+              "ReplicationConfigArn")
+      local _, req = body("StartReplication", start({ CdcStopPosition = "a\0b" }))
+      assert.truthy(req.body:find('"a\\u0000b"', 1, true), req.body)
+    end)
+  end)
+
+  describe("traits the model does not state", function()
+    it("refuse ARNs longer than any ARN (2048 characters), before any I/O", function()
+      local long = ARN .. string.rep("x", 2048 - #ARN)
+      body("StartReplication", start({ ReplicationConfigArn = long }))
+      refused("StartReplication", start({ ReplicationConfigArn = long .. "x" }), "InvalidParameterValue",
+              "ReplicationConfigArn")
+      local err = refused("StopReplication", { ReplicationConfigArn = ARN .. string.rep("y", 4 * 1024 * 1024) },
+                          "InvalidParameterValue", "ReplicationConfigArn")
+      assert.is_true(#err.message < 300)
+    end)
+  end)
+
+  describe("timestamp formats", function()
+    local FMT = {
+      target_prefix = "Fmt", json_version = "1.0",
+      operations = { Op = { input = "In" } },
+      shapes = {
+        In = { type = "structure", members = { E = "Epoch", I = "Iso", H = "Http", D = "Default" } },
+        Epoch = { type = "timestamp", format = "unixTimestamp" }, Iso = { type = "timestamp", format = "iso8601" },
+        Http = { type = "timestamp", format = "rfc822" }, Default = { type = "timestamp" },
+      },
+    }
+    it("follow the model: unixTimestamp (the default) with milliseconds, iso8601, rfc822", function()
+      local b = body("Op", { E = T0 + 0.25, I = T0 + 0.25, H = T0 + 0.75, D = T0 + 0.0004 }, FMT)
+      assert.are.same({ E = T0 + 0.25, I = "2026-11-25T12:00:00.250000Z", H = "Wed, 25 Nov 2026 12:00:00 GMT", D = T0 }, b)
+      b = body("Op", { E = -62135596800, I = -62135596800, H = -62135596800, D = 253402300799.5 }, FMT)
+      assert.are.same({ E = -62135596800, I = "0001-01-01T00:00:00Z", H = "Mon, 01 Jan 0001 00:00:00 GMT",
+                        D = 253402300799.5 }, b)
+      local _, req = body("Op", { E = -0.25, H = 0 }, FMT)
+      assert.truthy(req.body:find('"E":-0.25', 1, true), req.body)
+      assert.truthy(req.body:find('"H":"Thu, 01 Jan 1970 00:00:00 GMT"', 1, true), req.body)
+    end)
+
+    it("refuse times outside the years 0001..9999 in every format, before any I/O", function()
+      for _, v in ipairs({ 1e308, -1e300, 253402300800, -62135596801, 2 ^ 63 }) do
+        for _, m in ipairs({ "E", "I", "H", "D" }) do
+          refused("Op", { [m] = v }, "InvalidParameterValue", m, FMT)
+        end
+        refused("StartReplication", start({ CdcStartTime = v }), "InvalidParameterValue", "CdcStartTime")
+        assert.is_nil(core.timestamp(v))
+      end
+    end)
+
+    it("give the Content-Type of the model's jsonVersion", function()
+      local _, req = body("Op", {}, FMT)
+      assert.are.same({ { "Content-Type", "application/x-amz-json-1.0" }, { "X-Amz-Target", "Fmt.Op" } }, req.headers)
+      assert.has_error(function()
+        core.build({ json_version = "2.0", operations = FMT.operations, shapes = FMT.shapes }, "Op", {})
+      end)
+    end)
+  end)
+
+  describe("documents, unions and idempotency tokens", function()
+    local M = {
+      target_prefix = "Doc", json_version = "1.1",
+      operations = { Op = { input = "In" } },
+      shapes = {
+        In = { type = "structure", members = { Doc = "Document", U = "Union", Token = "String", S = "String" },
+               idempotency_tokens = { "Token" } },
+        Document = { type = "structure", members = {}, document = true },
+        Union = { type = "structure", members = { A = "String", B = "Int" }, union = true },
+        String = { type = "string" }, Int = { type = "integer" },
+      },
+    }
+    it("write any JSON value for a document", function()
+      local tree = require "support.json_tree"
+      local function sent(doc) return select(2, body("Op", { Doc = doc, Token = "t" }, M)).body end
+      local ok, why = tree.same_text('{"Doc":{"a":[1,2.5,"x",true,null,{}],"b":{"c":false}},"Token":"t"}',
+                                     sent({ a = { 1, 2.5, "x", true, cjson.null, {} }, b = { c = false } }))
+      assert(ok, why)
+      assert.truthy(sent("text"):find('"Doc":"text"', 1, true))
+      assert.truthy(sent(12):find('"Doc":12', 1, true))
+      assert.truthy(sent({}):find('"Doc":{}', 1, true))
+      refused("Op", { Doc = { 1, x = 2 } }, "InvalidParameterValue", "Doc", M)
+      refused("Op", { Doc = { f = print } }, "InvalidParameterValue", "Doc", M)
+      refused("Op", { Doc = { n = 0 / 0 } }, "InvalidParameterValue", "Doc", M)
+    end)
+
+    it("take exactly one member of a union", function()
+      body("Op", { U = { A = "a" }, Token = "t" }, M)
+      body("Op", { U = { B = 1, A = cjson.null }, Token = "t" }, M)
+      refused("Op", { U = {} }, "InvalidParameterValue", "U", M)
+      refused("Op", { U = { A = "a", B = 1 } }, "InvalidParameterValue", "U", M)
+    end)
+
+    it("fill an idempotency token the caller did not give with a fresh UUID", function()
+      local a = body("Op", {}, M).Token
+      local b = body("Op", {}, M).Token
+      assert.truthy(a:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"), a)
+      assert.are_not.equal(a, b)
+      assert.are.equal("mine", body("Op", { Token = "mine" }, M).Token)
     end)
   end)
 
@@ -736,7 +924,7 @@ describe("core.build", function()
       assert.are.same(doc, cjson.decode(s))
       doc = {}
       t = doc
-      for _ = 1, 5000 do t.x = {} t = t.x end
+      for _ = 1, 1100 do t.x = {} t = t.x end
       refused("StartReplication", start({ PremigrationAssessmentSettings = doc }), "InvalidParameterValue",
               "PremigrationAssessmentSettings")
     end)

@@ -1,127 +1,265 @@
 #!/usr/bin/env python3
-"""Generates lua/dms/model.lua from the AWS DMS API model (service-2 JSON).
+"""Generates the Lua model that dms.core's build and parse read, from an AWS
+service model (the service-2 JSON of botocore or the AWS SDKs) of any service
+that speaks a JSON protocol (awsJson1_0 or awsJson1_1).
 
     tools/gen_model.py ../shared/reference/dms/service-2.shapes.json > lua/dms/model.lua
+    tools/gen_model.py service-2.json -o model.lua
+    tools/gen_model.py --suite 3 protocol-tests/input_json.json   a suite of
+        botocore's protocol tests: its operations are those its cases name
 
-The output keeps what the request/response converter in module/shape.c needs
-(operations, shape types, members, required, list/map members, timestamp
-formats, min/max) and adds the member rules that the AWS model only states in
-prose (TRAITS, EXCLUSIVE below).
+The output keeps what module/shape.c needs: the metadata that makes a request
+(protocol, jsonVersion, targetPrefix, signing name), the operations (input,
+output), and per shape its type, members, required members, list and
+map members, min/max, timestamp format, and the document, union, exception and
+idempotency-token traits; `errors` maps each modeled error code to its shape.
+For DMS it adds the member rules that the AWS model only states in prose
+(SERVICE_RULES below).
 """
+import argparse
 import json
 import sys
 
-# Member rules the model states only in its documentation.
+# Member rules that a service's model states only in its documentation, by
+# targetPrefix.
 #   enum:  the accepted values (checked before any I/O)
-#   arn:   the value must be an ARN; a string names the DMS resource type
+#   arn:   the value must be an ARN; a string names the resource type of the
+#          service's own ARNs
 #   json:  a JSON document travelling as a string: a JSON object string or a
 #          Lua table that is encoded to one
-TRAITS = {
-    ("StartReplicationMessage", "StartReplicationType"): {
-        "enum": ["start-replication", "resume-processing", "reload-target"]},
-    ("StartReplicationMessage", "ReplicationConfigArn"): {"arn": "replication-config"},
-    ("StopReplicationMessage", "ReplicationConfigArn"): {"arn": "replication-config"},
-    ("StartReplicationMessage", "PremigrationAssessmentSettings"): {"json": True},
-    ("CreateReplicationConfigMessage", "TableMappings"): {"json": True},
-    ("CreateReplicationConfigMessage", "ReplicationSettings"): {"json": True},
-    ("CreateReplicationConfigMessage", "SupplementalSettings"): {"json": True},
-    ("ModifyReplicationConfigMessage", "TableMappings"): {"json": True},
-    ("ModifyReplicationConfigMessage", "ReplicationSettings"): {"json": True},
-    ("ModifyReplicationConfigMessage", "SupplementalSettings"): {"json": True},
+# exclusive: members that must not be given together.
+# unsafe_retry: operations whose effect is not idempotent: not re-sent when the
+# outcome of an attempt is unknown (timeout, 5xx, lost connection).
+SERVICE_RULES = {
+    "AmazonDMSv20160101": {
+        "traits": {
+            ("StartReplicationMessage", "StartReplicationType"): {
+                "enum": ["start-replication", "resume-processing", "reload-target"]},
+            ("StartReplicationMessage", "ReplicationConfigArn"): {"arn": "replication-config"},
+            ("StopReplicationMessage", "ReplicationConfigArn"): {"arn": "replication-config"},
+            ("StartReplicationMessage", "PremigrationAssessmentSettings"): {"json": True},
+            ("CreateReplicationConfigMessage", "TableMappings"): {"json": True},
+            ("CreateReplicationConfigMessage", "ReplicationSettings"): {"json": True},
+            ("CreateReplicationConfigMessage", "SupplementalSettings"): {"json": True},
+            ("ModifyReplicationConfigMessage", "TableMappings"): {"json": True},
+            ("ModifyReplicationConfigMessage", "ReplicationSettings"): {"json": True},
+            ("ModifyReplicationConfigMessage", "SupplementalSettings"): {"json": True},
+        },
+        "exclusive": {
+            "StartReplicationMessage": [["CdcStartTime", "CdcStartPosition"]],
+        },
+        "unsafe_retry": {"StartReplication", "StopReplication"},
+        "arn_service": "dms",
+    },
 }
 
-# Members that must not be given together.
-EXCLUSIVE = {
-    "StartReplicationMessage": [["CdcStartTime", "CdcStartPosition"]],
-}
+JSON_PROTOCOLS = {"json", "awsJson1_0", "awsJson1_1"}
+SHAPE_TYPES = {"structure", "list", "map", "string", "integer", "long", "double", "float",
+               "boolean", "timestamp", "blob"}
+TIMESTAMP_FORMATS = {"unixTimestamp", "iso8601", "rfc822"}
 
-# Operations whose effect is not idempotent: not re-sent when the outcome of
-# an attempt is unknown (timeout, 5xx, lost connection).
-NOT_RETRIED_ON_UNKNOWN_OUTCOME = {"StartReplication", "StopReplication"}
+
+class ModelError(Exception):
+    pass
 
 
 def lua_str(s):
-    return json.dumps(s, ensure_ascii=False)
+    # JSON string syntax is Lua string syntax, but for \u escapes (Lua 5.1 has
+    # none): write non-ASCII as UTF-8 and the rest of the control characters
+    # as decimal escapes.
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif o < 32 or o == 127:
+            out.append("\\%03d" % o)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
 
 
-def lua_value(v, indent=""):
+def lua_key(k):
+    if k.isidentifier() and k.isascii() and k not in LUA_KEYWORDS:
+        return k
+    return "[" + lua_str(k) + "]"
+
+
+LUA_KEYWORDS = {"and", "break", "do", "else", "elseif", "end", "false", "for", "function",
+                "goto", "if", "in", "local", "nil", "not", "or", "repeat", "return", "then",
+                "true", "until", "while"}
+
+
+def lua_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int, float)):
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
         return repr(v)
     if isinstance(v, str):
         return lua_str(v)
     if isinstance(v, list):
-        return "{" + ", ".join(lua_value(x, indent) for x in v) + "}"
+        return "{" + ", ".join(lua_value(x) for x in v) + "}"
     if isinstance(v, dict):
-        items = []
-        for k in sorted(v):
-            key = k if k.isidentifier() else "[" + lua_str(k) + "]"
-            items.append(key + " = " + lua_value(v[k], indent))
-        return "{" + ", ".join(items) + "}"
+        return "{" + ", ".join(lua_key(k) + " = " + lua_value(v[k]) for k in sorted(v)) + "}"
     raise TypeError(type(v))
 
 
-def compact_shape(name, shape):
-    out = {"type": shape["type"]}
-    t = shape["type"]
+def compact_shape(name, shape, rules):
+    t = shape.get("type")
+    if t not in SHAPE_TYPES:
+        raise ModelError("shape %s has the type %r, which a JSON protocol model cannot have"
+                         % (name, t))
+    out = {"type": t}
     if t == "structure":
-        out["members"] = {m: spec["shape"] for m, spec in shape.get("members", {}).items()}
+        members = shape.get("members", {})
+        out["members"] = {}
+        tokens = []
+        for m, spec in members.items():
+            if "locationName" in spec or "jsonName" in spec:
+                raise ModelError("member %s.%s has a wire name of its own (locationName), "
+                                 "which this generator does not support" % (name, m))
+            out["members"][m] = spec["shape"]
+            if spec.get("idempotencyToken"):
+                tokens.append(m)
         if shape.get("required"):
-            out["required"] = shape["required"]
-        if shape.get("exception"):
-            out["exception"] = True
-        traits = {m: TRAITS[(name, m)] for m in out["members"] if (name, m) in TRAITS}
+            out["required"] = list(shape["required"])
+        if tokens:
+            out["idempotency_tokens"] = sorted(tokens)
+        for flag in ("exception", "document", "union"):
+            if shape.get(flag):
+                out[flag] = True
+        traits = {m: rules["traits"][(name, m)] for m in members if (name, m) in rules["traits"]}
         if traits:
             out["traits"] = traits
-        if name in EXCLUSIVE:
-            out["exclusive"] = EXCLUSIVE[name]
+        if name in rules["exclusive"]:
+            out["exclusive"] = rules["exclusive"][name]
     elif t == "list":
         out["member"] = shape["member"]["shape"]
     elif t == "map":
         out["key"] = shape["key"]["shape"]
         out["value"] = shape["value"]["shape"]
     elif t == "timestamp" and shape.get("timestampFormat"):
-        out["format"] = shape["timestampFormat"]
+        fmt = shape["timestampFormat"]
+        if fmt not in TIMESTAMP_FORMATS:
+            raise ModelError("shape %s has the unknown timestampFormat %r" % (name, fmt))
+        out["format"] = fmt
     for k in ("min", "max"):
         if k in shape:
             out[k] = shape[k]
     return out
 
 
-def main(path):
-    with open(path, encoding="utf-8") as f:
-        model = json.load(f)
-    meta = model["metadata"]
-    for (shape, member) in TRAITS:
-        assert member in model["shapes"][shape]["members"], (shape, member)
+def from_suite(suite):
+    """A service model from a suite of botocore's protocol tests (metadata,
+    shapes, cases): the operations are the `given` of its cases."""
     ops = {}
-    for name, op in model["operations"].items():
+    for case in suite.get("cases", []):
+        ops.setdefault(case["given"]["name"], case["given"])
+    return {"metadata": suite["metadata"], "operations": ops, "shapes": suite.get("shapes", {})}
+
+
+def generate(model, source_name="", write=sys.stdout.write):
+    if "operations" not in model and "cases" in model:
+        model = from_suite(model)
+    meta = model.get("metadata", {})
+    protocol = meta.get("protocol")
+    protocols = set(meta.get("protocols") or [protocol])
+    if protocol not in JSON_PROTOCOLS and not protocols & JSON_PROTOCOLS:
+        raise ModelError("the model's protocol is %r: only JSON protocol models (json) "
+                         "are supported" % protocol)
+    json_version = meta.get("jsonVersion")
+    if json_version not in ("1.0", "1.1"):
+        raise ModelError("the model's jsonVersion is %r: 1.0 or 1.1 expected" % json_version)
+    if not meta.get("targetPrefix"):
+        raise ModelError("the model has no targetPrefix (X-Amz-Target)")
+    rules = {"traits": {}, "exclusive": {}, "unsafe_retry": set()}
+    rules.update(SERVICE_RULES.get(meta["targetPrefix"], {}))
+    shapes = model.get("shapes", {})
+    for (shape, member) in rules["traits"]:
+        if member not in shapes.get(shape, {}).get("members", {}):
+            raise ModelError("a rule names %s.%s, which the model does not have" % (shape, member))
+
+    ops = {}
+    for name, op in model.get("operations", {}).items():
         entry = {}
-        if "input" in op:
-            entry["input"] = op["input"]["shape"]
-        if "output" in op:
-            entry["output"] = op["output"]["shape"]
-        if name in NOT_RETRIED_ON_UNKNOWN_OUTCOME:
+        for k in ("input", "output"):
+            if k in op:
+                if op[k]["shape"] not in shapes:
+                    raise ModelError("operation %s names the unknown shape %s" % (name, op[k]["shape"]))
+                entry[k] = op[k]["shape"]
+        if name in rules["unsafe_retry"]:
             entry["unsafe_retry"] = True
         ops[name] = entry
-    w = sys.stdout.write
-    w("-- Generated by tools/gen_model.py from the AWS DMS API model (%s, Apache-2.0).\n"
-      % meta["uid"])
+
+    # error code -> shape (botocore's shape_for_error_code)
+    errors = {}
+    for name, shape in shapes.items():
+        if shape.get("exception"):
+            code = (shape.get("error") or {}).get("code") or name
+            errors[code] = name
+
+    signing = meta.get("signingName") or meta.get("endpointPrefix")
+    w = write
+    w("-- Generated by tools/gen_model.py from the AWS %s API model (%s, Apache-2.0).\n"
+      % (meta.get("serviceId") or meta["targetPrefix"], meta.get("uid") or source_name))
     w("-- Do not edit: change the generator and run `make model`.\n")
     w("return {\n")
-    for key, mkey in (("api_version", "apiVersion"), ("target_prefix", "targetPrefix"),
-                      ("json_version", "jsonVersion"), ("signing_name", "endpointPrefix"),
-                      ("endpoint_prefix", "endpointPrefix"), ("service_id", "serviceId")):
-        w("  %s = %s,\n" % (key, lua_str(meta[mkey])))
+    fields = (("api_version", meta.get("apiVersion")), ("protocol", "json"),
+              ("json_version", json_version), ("target_prefix", meta["targetPrefix"]),
+              ("signing_name", signing), ("endpoint_prefix", meta.get("endpointPrefix")),
+              ("service_id", meta.get("serviceId")), ("arn_service", rules.get("arn_service")))
+    for key, value in fields:
+        if value is not None:
+            w("  %s = %s,\n" % (key, lua_str(value)))
     w("  operations = {\n")
     for name in sorted(ops):
-        w("    %s = %s,\n" % (name, lua_value(ops[name])))
+        w("    %s = %s,\n" % (lua_key(name), lua_value(ops[name])))
+    w("  },\n  errors = {\n")
+    for code in sorted(errors):
+        w("    %s = %s,\n" % (lua_key(code), lua_str(errors[code])))
     w("  },\n  shapes = {\n")
-    for name in sorted(model["shapes"]):
-        w("    %s = %s,\n" % (name, lua_value(compact_shape(name, model["shapes"][name]))))
+    for name in sorted(shapes):
+        w("    %s = %s,\n" % (lua_key(name), lua_value(compact_shape(name, shapes[name], rules))))
     w("  },\n}\n")
 
 
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", nargs="?", default="../shared/reference/dms/service-2.shapes.json",
+                    help="the service-2 JSON model ('-' for stdin)")
+    ap.add_argument("-o", "--output", help="write here instead of stdout")
+    ap.add_argument("--suite", type=int, help="for a file of protocol test suites: which one (from 1)")
+    args = ap.parse_args(argv)
+    if args.model == "-":
+        model = json.load(sys.stdin)
+    else:
+        with open(args.model, encoding="utf-8") as f:
+            model = json.load(f)
+    if isinstance(model, list):
+        if not args.suite or not 1 <= args.suite <= len(model):
+            sys.stderr.write("gen_model.py: the file holds %d protocol test suites: choose one with "
+                             "--suite N\n" % len(model))
+            return 2
+        model = model[args.suite - 1]
+    chunks = []
+    try:
+        generate(model, args.model.rsplit("/", 1)[-1], chunks.append)
+    except ModelError as e:
+        sys.stderr.write("gen_model.py: %s\n" % e)
+        return 1
+    text = "".join(chunks)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/reference/dms/service-2.shapes.json")
+    sys.exit(main())

@@ -40,7 +40,7 @@ run_busted() { # label lua cpath specs...
 CFLAGS_T="-std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -O1"
 SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
-CORE_SRCS="module/core.c module/error.c module/sigv4.c module/shape.c module/sys.c"
+CORE_SRCS="module/core.c module/error.c module/json.c module/sigv4.c module/shape.c module/sys.c"
 CURL_SRCS="module/curl.c module/error.c module/http.c"
 
 section "build: gcc and clang, -Wall -Wextra -Werror, Lua 5.4 and LuaJIT headers"
@@ -96,14 +96,15 @@ if $ASAN_CC -o build/asan/dms/core.so $CORE_SRCS -lcrypto && $ASAN_CC -o build/a
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         run_busted "Lua 5.4 + ASan/UBSan" lua5.4 "build/asan/?.so;;" \
         spec/sigv4_spec.lua spec/shape_spec.lua spec/parse_spec.lua spec/client_spec.lua spec/fuzz_shape_spec.lua \
-        spec/client_audit_spec.lua spec/sys_spec.lua
+        spec/client_audit_spec.lua spec/sys_spec.lua spec/protocol_spec.lua spec/differential_spec.lua
 else count 0 1 0; fi
 
 section "busted under valgrind, garbage collector forced"
 LUA_PATH="$LUA_PATH_DEV" LUA_CPATH="build/?.so;;" valgrind -q --error-exitcode=3 \
     --leak-check=full --errors-for-leak-kinds=definite \
     lua5.4 -e 'collectgarbage("setpause", 0)' /usr/bin/busted spec/sigv4_spec.lua spec/shape_spec.lua \
-    spec/parse_spec.lua spec/retry_spec.lua spec/client_spec.lua spec/tls_spec.lua spec/sys_spec.lua >"$OUT/vg.log" 2>&1
+    spec/parse_spec.lua spec/retry_spec.lua spec/client_spec.lua spec/tls_spec.lua spec/sys_spec.lua \
+    spec/protocol_spec.lua >"$OUT/vg.log" 2>&1
 rc=$?
 cat "$OUT/vg.log"
 set -- $(busted_counts "$OUT/vg.log")

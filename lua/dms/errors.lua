@@ -2,7 +2,8 @@
 -- and both transports.
 --
 -- dms.core reports what it saw and nothing more: a service error carries
--- kind "service", code, message, status and request_id (core.parse); a failed
+-- kind "service", code, message, status and request_id (core.parse), and for
+-- an error the model defines, its members in `fields`; a failed
 -- HTTP exchange carries kind "transport", code, message and `sent` (the
 -- request started to go out). classify() adds what the policy reads:
 --

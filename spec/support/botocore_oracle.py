@@ -17,12 +17,19 @@ the answer (an object, or an array in the same order) to stdout. A request:
 
 The answer: {"body": text | null, "validation_error": text | null,
              "authorization": text, "canonical_request": text,
-             "parsed": {...} | null, "error": {"code", "message"} | null,
+             "parsed": {...} | null,
+             "error": {"code", "message", "fields": {...} | absent} | null,
              "request_id": text | null}
-Timestamps of parsed responses come back as epoch seconds.
+Timestamps of parsed responses come back as epoch seconds, blobs as
+{"__bytes__": base64}, NaN and the infinities as "NaN", "Infinity",
+"-Infinity"; "fields" are the members of a modeled error shape (what botocore
+puts on the exception). In params, {"__bytes__": base64} is a bytes value and
+{"__float__": "NaN" | "Infinity" | "-Infinity"} a float.
 """
+import base64
 import datetime
 import json
+import math
 import sys
 from unittest import mock
 
@@ -49,8 +56,23 @@ def plain(value):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+    if isinstance(value, (bytes, bytearray)):
+        return {"__bytes__": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def unmarked(value):
+    """params as botocore takes them: bytes and special floats from their markers."""
+    if isinstance(value, dict):
+        if set(value) == {"__bytes__"}:
+            return base64.b64decode(value["__bytes__"])
+        if set(value) == {"__float__"}:
+            return float(value["__float__"].lower().replace("infinity", "inf"))
+        return {k: unmarked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unmarked(v) for v in value]
     return value
 
 
@@ -60,7 +82,7 @@ def serialize(case, out):
     serializer = botocore.serialize.create_serializer(
         "json", include_validation=True, timestamp_precision=precision)
     try:
-        request = serializer.serialize_to_request(case.get("params") or {}, op)
+        request = serializer.serialize_to_request(unmarked(case.get("params") or {}), op)
     except ParamValidationError as e:
         out["validation_error"] = str(e)
         return None
@@ -116,6 +138,13 @@ def parse(case, resp, out):
     if "Error" in parsed and parsed["Error"].get("Code"):
         out["error"] = {"code": parsed["Error"]["Code"],
                         "message": parsed["Error"].get("Message", "")}
+        # the modeled members, as botocore's endpoint adds them to the exception
+        shape = MODEL.shape_for_error_code(parsed["Error"]["Code"])
+        if shape is not None:
+            fields = PARSER.parse(response, shape)
+            fields.pop("ResponseMetadata", None)
+            fields.pop("Error", None)
+            out["error"]["fields"] = plain(fields)
     else:
         out["parsed"] = plain(parsed)
 
