@@ -6,27 +6,12 @@ local core = require "dms.core"
 local emulator = require "support.emulator"
 
 local ARN = emulator.ARN_FULL_LOAD_AND_CDC
-local JIT = type(jit) == "table"
-local LUA = JIT and "luajit" or "lua5.4"
-local CPATH = JIT and "build/luajit/?.so;;" or "build/?.so;;"
-local ENV = table.concat({
-  "LUA_PATH='lua/?.lua;lua/?/init.lua;;'",
-  "LUA_CPATH='" .. CPATH .. "'",
-  "AWS_ACCESS_KEY_ID=" .. emulator.ACCESS_KEY,
-  "AWS_SECRET_ACCESS_KEY='" .. emulator.SECRET_KEY .. "'",
-  "AWS_REGION=us-east-1",
-  "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
-  "TERM=dumb",
-}, " ")
+local rb = require "support.runbook"
 
 local files = require "support.files"
 local tmpdir, read = files.tmpdir, files.read
 
-local function lines(text)
-  local out = {}
-  for line in (text or ""):gmatch("[^\n]+") do out[#out + 1] = line end
-  return out
-end
+local lines = rb.lines
 
 describe("bin/dms-runbook", function()
   local emu, slow, dir
@@ -46,43 +31,17 @@ describe("bin/dms-runbook", function()
     slow:reset()
   end)
 
-  local function command(args, endpoint)
-    return ENV .. " " .. LUA .. " bin/dms-runbook " .. args .. " --endpoint " .. (endpoint or emu.url)
-      .. " --lock-dir " .. dir
-  end
-
+  local function command(args, endpoint) return rb.runner(dir, endpoint or emu.url).command(args) end
   -- runs to the end; returns exit code, stdout, stderr
-  local function runbook(args, endpoint)
-    local err_file = dir .. "/stderr"
-    local p = assert(io.popen(command(args, endpoint) .. " 2>" .. err_file .. "; echo \"__exit=$?\""))
-    local out = p:read("*a")
-    p:close()
-    local code = tonumber(out:match("__exit=(%d+)%s*$"))
-    return code, out:gsub("__exit=%d+%s*$", ""), read(err_file) or ""
-  end
-
+  local function runbook(args, endpoint) return rb.runner(dir, endpoint or emu.url).run(args) end
   -- starts in the background; returns its pid and the file its stdout goes to
   local function background(args, endpoint, name)
-    local out = dir .. "/" .. name .. ".out"
-    local p = assert(io.popen(command(args, endpoint) .. " >" .. out .. " 2>&1 & echo $!"))
-    local pid = p:read("*l")
-    p:close()
-    return pid, out
+    return rb.runner(dir, endpoint or emu.url).background(args, nil, name)
   end
 
-  local function events(stdout)
-    local out = {}
-    for _, line in ipairs(lines(stdout)) do out[#out + 1] = cjson.decode(line) end
-    return out
-  end
+  local events = rb.events
 
-  local function wait_until(pred, seconds)
-    local deadline = core.monotonic() + (seconds or 10)
-    while not pred() do
-      assert(core.monotonic() < deadline, "timed out waiting")
-      core.sleep(0.01)
-    end
-  end
+  local wait_until = rb.wait_until
 
   local function start_types(e)
     local out = {}

@@ -8,31 +8,12 @@ local core = require "dms.core"
 local emulator = require "support.emulator"
 local files = require "support.files"
 
-local JIT = type(jit) == "table"
-local LUA = JIT and "luajit" or "lua5.4"
-local CPATH = JIT and "build/luajit/?.so;;" or "build/?.so;;"
+local rb = require "support.runbook"
+local LUA, CPATH = rb.LUA, rb.CPATH
 local SEED = "emulator/seed.fleet.example.json"
-local ENV = table.concat({
-  "LUA_PATH='lua/?.lua;lua/?/init.lua;;'",
-  "LUA_CPATH='" .. CPATH .. "'",
-  "AWS_ACCESS_KEY_ID=" .. emulator.ACCESS_KEY,
-  "AWS_SECRET_ACCESS_KEY='" .. emulator.SECRET_KEY .. "'",
-  "AWS_REGION=us-east-1",
-  "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
-  "TERM=dumb",
-}, " ")
 
-local function lines(text)
-  local out = {}
-  for line in (text or ""):gmatch("[^\n]+") do out[#out + 1] = line end
-  return out
-end
 
-local function events(stdout)
-  local out = {}
-  for _, line in ipairs(lines(stdout)) do out[#out + 1] = cjson.decode(line) end
-  return out
-end
+local events = rb.events
 
 describe("bin/dms-runbook on a fleet", function()
   local emu, slow, dir
@@ -52,27 +33,10 @@ describe("bin/dms-runbook on a fleet", function()
     slow:reset()
   end)
 
-  local function command(args, endpoint)
-    return ENV .. " " .. LUA .. " bin/dms-runbook " .. args .. " --endpoint " .. (endpoint or emu.url)
-      .. " --lock-dir " .. dir
-  end
+  local function command(args, endpoint) return rb.runner(dir, endpoint or emu.url).command(args) end
+  local function runbook(args, endpoint) return rb.runner(dir, endpoint or emu.url).run(args) end
 
-  local function runbook(args, endpoint)
-    local err_file = dir .. "/stderr"
-    local p = assert(io.popen(command(args, endpoint) .. " 2>" .. err_file .. "; echo \"__exit=$?\""))
-    local out = p:read("*a")
-    p:close()
-    local code = tonumber(out:match("__exit=(%d+)%s*$"))
-    return code, out:gsub("__exit=%d+%s*$", ""), files.read(err_file) or ""
-  end
-
-  local function wait_until(pred, seconds)
-    local deadline = core.monotonic() + (seconds or 20)
-    while not pred() do
-      assert(core.monotonic() < deadline, "timed out waiting")
-      core.sleep(0.02)
-    end
-  end
+  local function wait_until(pred, seconds) return rb.wait_until(pred, seconds or 20) end
 
   -- StartReplication requests by identifier (the emulator's configs give the ARN -> identifier map)
   local function starts_by_id(e)

@@ -7,29 +7,15 @@ local workflow = require "dms.workflow"
 local emulator = require "support.emulator"
 local files = require "support.files"
 
-local JIT = type(jit) == "table"
-local LUA = JIT and "luajit" or "lua5.4"
-local CPATH = JIT and "build/luajit/?.so;;" or "build/?.so;;"
-local ENV = table.concat({
-  "LUA_PATH='lua/?.lua;lua/?/init.lua;;'",
-  "LUA_CPATH='" .. CPATH .. "'",
-  "AWS_ACCESS_KEY_ID=" .. emulator.ACCESS_KEY,
-  "AWS_SECRET_ACCESS_KEY='" .. emulator.SECRET_KEY .. "'",
-  "AWS_REGION=us-east-1",
-  "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent",
-  "TERM=dumb",
-}, " ")
+local rb = require "support.runbook"
+local LUA, CPATH, ENV = rb.LUA, rb.CPATH, rb.ENV
 
 local SOURCE = "arn:aws:dms:us-east-1:123456789012:endpoint:SOURCE"
 local TARGET = "arn:aws:dms:us-east-1:123456789012:endpoint:TARGET"
 local MAPPINGS = '{"rules": [{"rule-type": "selection", "rule-id": "1", "rule-name": "sales",\n'
   .. '  "object-locator": {"schema-name": "sales", "table-name": "%"}, "rule-action": "include"}]}\n'
 
-local function lines(text)
-  local out = {}
-  for line in (text or ""):gmatch("[^\n]+") do out[#out + 1] = line end
-  return out
-end
+local lines = rb.lines
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
