@@ -10,6 +10,7 @@ local workflow = require "dms.workflow"
 local events = require "dms.workflow.events"
 local fleet = require "dms.workflow.fleet"
 local board_mod = require "dms.runbook.table"
+local common = require "dms.runbook.common"
 
 local M = {}
 
@@ -69,11 +70,7 @@ function M.is_fleet(args, names)
   return #(args.match or {}) > 0 or args.arns_file ~= nil or #names > 1
 end
 
-local function is_terminal()
-  local term = os.getenv("TERM")
-  if not term or term == "" or term == "dumb" then return false end
-  return core.isatty(1)
-end
+local is_terminal = common.terminal
 
 -- ctx: args, names, client, opts (the workflow options of the command line),
 -- printer (JSON events and errors), exit_code(err), usage(message), EXIT.

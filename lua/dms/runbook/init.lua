@@ -3,10 +3,10 @@
 local argparse = require "argparse"
 local cjson = require "cjson"
 local core = require "dms.core"
-local dms = require "dms"
 local workflow = require "dms.workflow"
 local events = require "dms.workflow.events"
 local format = require "dms.runbook.format"
+local common = require "dms.runbook.common"
 local cdc = require "dms.runbook.cdc"
 local fleet = require "dms.runbook.fleet"
 -- commands of their own modules: COMMANDS, add_commands(parser), run(args, ctx)
@@ -139,11 +139,7 @@ end
 ---------------------------------------------------------------------------
 -- Output
 
-local function is_terminal()
-  local term = os.getenv("TERM")
-  if not term or term == "" or term == "dumb" then return false end
-  return core.isatty(1)
-end
+local is_terminal = common.terminal
 
 local LIVE = { status = true, progress = true, capacity = true }
 
@@ -279,12 +275,7 @@ function M.main(argv)
     return usage("--start-type reload-target drops and reloads the target tables: it needs --allow-reload-target")
   end
 
-  if args.max_attempts == 0 then return usage("--max-attempts must be at least 1") end
-  local request_timeout = args.request_timeout
-  if args.timeout and (not request_timeout or request_timeout > args.timeout) then request_timeout = args.timeout end
-  local client, cerr = dms.new({ region = args.region, profile = args.profile, endpoint = args.endpoint,
-    timeout = request_timeout and { total = request_timeout, connect = math.min(5, request_timeout) },
-    retry = args.max_attempts and { max_attempts = args.max_attempts } })
+  local client, cerr = common.client(args)
   if not client then
     printer:error(cerr)
     return exit_code(cerr)
