@@ -201,12 +201,23 @@ static int l_lock(lua_State *L)
     u->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
     if (u->fd < 0)
         return return_errno(L, errno, "LockFailed", "cannot open lock", path);
-    if (fstat(u->fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    if (fstat(u->fd, &st) != 0) {
         int e = errno;
         close(u->fd);
         u->fd = -1;
-        return return_errno(L, e ? e : EPERM, "LockFailed",
-                            "refusing a lock file that is not a regular file with one link:", path);
+        return return_errno(L, e, "LockFailed", "cannot stat lock", path);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        close(u->fd);
+        u->fd = -1;
+        lua_pushnil(L);
+        lua_pushfstring(L, "refusing the lock file %s: it is %s", path,
+                        !S_ISREG(st.st_mode) ? "not a regular file" : "a file with more than one link");
+        dms_push_error(L, "system", "LockFailed", lua_tostring(L, -1));
+        lua_remove(L, -2);
+        lua_pushstring(L, path);
+        lua_setfield(L, -2, "path");
+        return 2;
     }
     if (flock(u->fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;

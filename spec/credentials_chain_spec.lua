@@ -127,6 +127,21 @@ credential_process = sh -c 'echo "{\"Version\": 1}"'
 credential_process = sh -c 'echo secret-output; exit 3'
 ]]):gsub("@PROC@", proc):gsub("@ROLE@", ROLE):gsub("@HOME@", home))
   end)
+  -- shared files as botocore's parser (Python's strict RawConfigParser) reads them
+  setup(function()
+    files.write(home .. "/colon.ini", "[default]\naws_access_key_id : AKIDCOLON\naws_secret_access_key: colon-secret\n")
+    files.write(home .. "/dup-key.ini", "[default]\naws_access_key_id = A\naws_access_key_id = B\n"
+      .. "aws_secret_access_key = s\n")
+    files.write(home .. "/dup-section.ini", "[default]\naws_access_key_id = A\naws_secret_access_key = s\n"
+      .. "[default]\nregion = x\n")
+    files.write(home .. "/no-section.ini", "x = 1\n[default]\naws_access_key_id = A\naws_secret_access_key = s\n")
+    files.write(home .. "/no-value.ini", "[default]\naws_access_key_id = A\njunk\naws_secret_access_key = s\n")
+    files.write(home .. "/spaced.ini", "[ default ]\naws_access_key_id = A\naws_secret_access_key = s\n")
+    files.write(home .. "/continued.ini", "[default]\naws_access_key_id = AKIDCONT # not a comment\n"
+      .. "aws_secret_access_key = first\n  second\n")
+    files.write(home .. "/defaults.ini", "[DEFAULT]\naws_secret_access_key = from-defaults\n[default]\n"
+      .. "aws_access_key_id = AKIDDEFAULTS\n")
+  end)
   teardown(function() cs.remove(home) end)
 
   local ENV_KEYS = { AWS_ACCESS_KEY_ID = "AKIDENV", AWS_SECRET_ACCESS_KEY = "env-secret" }
@@ -204,6 +219,27 @@ credential_process = sh -c 'echo secret-output; exit 3'
       code = "InvalidContainerUri", botocore = "ValueError" },
     { "nothing anywhere", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/none", AWS_CONFIG_FILE = "@HOME@/none" },
       code = "NoCredentials", botocore = "none" },
+    { "key: value, as configparser reads it", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/colon.ini",
+        AWS_CONFIG_FILE = "@HOME@/none" }, keys = { "AKIDCOLON", "colon-secret" } },
+    { "a key twice in a section", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/dup-key.ini",
+        AWS_CONFIG_FILE = "@HOME@/none" }, code = "ConfigParseError", botocore = "ConfigParseError" },
+    { "a section twice", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/dup-section.ini",
+        AWS_CONFIG_FILE = "@HOME@/none" }, code = "ConfigParseError", botocore = "ConfigParseError" },
+    { "a line before the first section", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/no-section.ini",
+        AWS_CONFIG_FILE = "@HOME@/none" }, code = "ConfigParseError", botocore = "ConfigParseError" },
+    { "a line that is no key = value", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/no-value.ini",
+        AWS_CONFIG_FILE = "@HOME@/none" }, code = "ConfigParseError", botocore = "ConfigParseError" },
+    { "[ default ] is another profile than default", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/spaced.ini",
+        AWS_CONFIG_FILE = "@HOME@/none" }, code = "NoCredentials", botocore = "none" },
+    { "a value continued on an indented line; # inside a value", {
+        AWS_SHARED_CREDENTIALS_FILE = "@HOME@/continued.ini", AWS_CONFIG_FILE = "@HOME@/none" },
+      keys = { "AKIDCONT # not a comment", "first\nsecond" } },
+    { "[DEFAULT] values reach every section", { AWS_SHARED_CREDENTIALS_FILE = "@HOME@/defaults.ini",
+        AWS_CONFIG_FILE = "@HOME@/none" }, keys = { "AKIDDEFAULTS", "from-defaults" } },
+    { "an empty AWS_PROFILE names a profile that does not exist", { AWS_PROFILE = "" },
+      kind = "config", code = "ProfileNotFound", botocore = "ProfileNotFound" },
+    { "a malformed config file fails the client", { AWS_CONFIG_FILE = "@HOME@/dup-key.ini" },
+      kind = "config", code = "ConfigParseError", botocore = "ConfigParseError" },
   }
 
   for _, sc in ipairs(SCENARIOS) do
@@ -217,7 +253,7 @@ credential_process = sh -c 'echo secret-output; exit 3'
         assert.are.same(sc.keys, { creds.access_key, creds.secret_key, creds.session_token })
       else
         assert.is_nil(creds)
-        assert.are.equal("credentials", err.kind)
+        assert.are.equal(sc.kind or "credentials", err.kind)
         assert.are.equal(sc.code, err.code, tostring(err))
         for _, secret in ipairs({ "secret-output", "creds-static-secret", "env-secret", "proc-secret" }) do
           assert.falsy(tostring(err):find(secret, 1, true), tostring(err))

@@ -18,40 +18,92 @@ local function trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
--- Parses an AWS shared config/credentials file into {section = {key = value}}.
--- Nested sub-sections (lines indented under "s3 =") are kept as their raw text;
--- comments start with '#' or ';' at the start of a line.
--- Option names are lower-cased, as Python's configparser (botocore's reader)
--- does; section names are kept as written. The second result lists the
--- section names in the order they first appear.
+-- Parses an AWS shared config/credentials file as botocore reads it (Python's
+-- strict RawConfigParser): returns {section = {key = value}} and the section
+-- names in the order they appear, or nil and why the file is malformed (a
+-- line before the first section, a section or an option given twice, a line
+-- that is neither), as botocore answers ConfigParseError for it.
+--   * "key = value" or "key: value", the key lower-cased, the value trimmed
+--     (a "#" inside a value is part of it);
+--   * section names kept as written between the brackets ("[ x ]" is " x ");
+--   * lines indented deeper than their option continue its value; a value that
+--     starts on the next line is a nested block ("s3 =\n  key = v"), kept as
+--     "\nkey=value" lines;
+--   * "#" and ";" start a comment line; [DEFAULT] values reach every section.
 function M.parse_ini(text)
-  local sections, order, current, parent = {}, {}, nil, nil
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    line = line:gsub("\r$", "")
-    local indented = line:match("^%s+%S") ~= nil
-    local s = trim(line)
-    local blank_or_comment = s == "" or s:match("^[#;]")
-    if not blank_or_comment and s:match("^%[.*%]$") then
-      local name = trim(s:sub(2, -2))
-      current = sections[name]
-      if not current then
-        current = {}
-        sections[name] = current
-        order[#order + 1] = name
-      end
-      parent = nil
-    elseif not blank_or_comment and current then
-      local k, v = s:match("^([^=]+)=(.*)$")
-      if k then
-        k, v = trim(k):lower(), trim(v)
-        if indented and parent then
-          current[parent] = current[parent] .. "\n" .. k .. "=" .. v
+  local sections, order, seen = {}, {}, {}
+  local defaults = {}
+  local current, name, key, key_indent = nil, nil, nil, nil
+  local lineno = 0
+  local function fail(why) return nil, nil, "line " .. lineno .. ": " .. why end
+  for raw in (text .. "\n"):gmatch("([^\n]*)\n") do
+    lineno = lineno + 1
+    local line = raw:gsub("\r$", "")
+    local value = trim(line)
+    local indent = #line:match("^%s*")
+    if value:match("^[#;]") then
+      -- a comment: skipped, and no part of a value
+    elseif value == "" then
+      if current and key and current[key] then current[key][#current[key] + 1] = "" end
+    elseif current and key and indent > key_indent then
+      current[key][#current[key] + 1] = value
+    else
+      key_indent = indent
+      local header = value:match("^%[(.+)%]")
+      if header then
+        name, key = header, nil
+        if header == "DEFAULT" then
+          current = defaults
         else
-          current[k] = v
-          parent = (v == "") and k or nil
+          if seen[header] then return fail("section [" .. header .. "] twice") end
+          seen[header] = true
+          current = {}
+          sections[header] = current
+          order[#order + 1] = header
         end
+      elseif not current then
+        return fail("a line before the first [section]")
+      else
+        local k, v = value:match("^(.-)%s*[=:]%s*(.*)$")
+        if not k or k == "" then return fail("neither a [section] nor key = value") end
+        k = k:lower()
+        if current[k] then return fail("'" .. k .. "' twice in [" .. name .. "]") end
+        current[k] = { v }
+        key = k
       end
     end
+  end
+  -- values: lines joined; a nested block ("\nkey = value" lines) normalized
+  local function finish(t)
+    local out = {}
+    for k, lines in pairs(t) do
+      local v = table.concat(lines, "\n"):gsub("%s+$", "")
+      if v:sub(1, 1) == "\n" then
+        local block = {}
+        for l in v:gmatch("[^\n]+") do
+          if l:match("%S") then
+            local nk, nv = l:match("^([^=]*)=(.*)$")
+            if not nk then return nil, "'" .. k .. "' holds a nested line without '='" end
+            block[#block + 1] = "\n" .. trim(nk) .. "=" .. trim(nv)
+          end
+        end
+        v = table.concat(block)
+      end
+      out[k] = v
+    end
+    return out
+  end
+  local err
+  defaults, err = finish(defaults)
+  if not defaults then return nil, nil, err end
+  for n, t in pairs(sections) do
+    local done
+    done, err = finish(t)
+    if not done then return nil, nil, err end
+    for k, v in pairs(defaults) do
+      if done[k] == nil then done[k] = v end
+    end
+    sections[n] = done
   end
   return sections, order
 end
@@ -85,7 +137,7 @@ function M.profile_name(config)
   if config.profile then return config.profile, true end
   for _, name in ipairs({ "AWS_DEFAULT_PROFILE", "AWS_PROFILE" }) do
     local env = M.getenv(config, name)
-    if env and env ~= "" then return env, true end
+    if env then return env, true end     -- even empty: botocore then finds no such profile
   end
   return "default", false
 end
@@ -142,7 +194,8 @@ end
 --   services              [services NAME] sections of the config file
 --   config_file, credentials_file   the paths read
 --   config_file_read, credentials_file_read   whether each could be read
--- A missing or unreadable file counts as empty. Of two sections naming the
+-- A missing or unreadable file counts as empty; a malformed one too, with
+-- config_error or credentials_error saying why (botocore's ConfigParseError). Of two sections naming the
 -- same profile ([default] and [profile default]) the later one is kept.
 function M.load_shared(config)
   local out = { profiles = {}, config_profiles = {}, credentials_profiles = {}, sso_sessions = {},
@@ -150,8 +203,13 @@ function M.load_shared(config)
                 credentials_file = M.credentials_file(config) }
   local ctext = read_file(out.config_file)
   out.config_file_read = ctext ~= nil
+  local sections, order, perr
   if ctext then
-    local sections, order = M.parse_ini(ctext)
+    sections, order, perr = M.parse_ini(ctext)
+    if not sections then
+      out.config_error = "Unable to parse config file: " .. out.config_file .. " (" .. perr .. ")"
+      order = {}
+    end
     for _, key in ipairs(order) do
       local values = sections[key]
       local kind, words = nil, M.shell_split(key)
@@ -173,7 +231,11 @@ function M.load_shared(config)
   local cred_text = read_file(out.credentials_file)
   out.credentials_file_read = cred_text ~= nil
   if cred_text then
-    local sections = M.parse_ini(cred_text)
+    sections, order, perr = M.parse_ini(cred_text)
+    if not sections then
+      out.credentials_error = "Unable to parse config file: " .. out.credentials_file .. " (" .. perr .. ")"
+      sections = {}
+    end
     for name, values in pairs(sections) do
       out.credentials_profiles[name] = values
       local merged = out.profiles[name] or {}
@@ -199,11 +261,11 @@ end
 function M.load_profile(config, name, shared)
   shared = shared or M.load_shared(config)
   local profile = shared.profiles[name]
-  if not profile then return nil end
+  if not profile then return nil, shared end
   local out = {}
   for k, v in pairs(profile) do out[k] = v end
   out.service_endpoint_url = M.service_endpoint(shared, profile, "database_migration_service")
-  return out
+  return out, shared
 end
 
 -- Region: config.region, AWS_REGION, AWS_DEFAULT_REGION, then the profile's.

@@ -387,7 +387,8 @@ function M.new(config)
   if cerr then return nil, cerr end
 
   local profile_name, explicit = config_mod.profile_name(config)
-  local profile = config_mod.load_profile(config, profile_name)
+  local profile, shared = config_mod.load_profile(config, profile_name)
+  if shared.config_error then return nil, config_error("ConfigParseError", shared.config_error) end
   -- a profile named (config.profile or AWS_PROFILE) must exist, as in the AWS SDKs
   if explicit and not profile and config.credentials == nil then
     return nil, config_error("ProfileNotFound", "profile '" .. profile_name .. "' is in neither "

@@ -64,7 +64,13 @@ function M.normalize(t, source)
     return nil, cred_error("InvalidCredentials", source .. " gave no access key and secret key")
   end
   if tok ~= nil and (type(tok) ~= "string" or tok == "") then tok = nil end
-  for _, v in ipairs({ ak, sk, tok or "" }) do
+  -- the access key and the token travel in headers: no control character
+  -- there; the secret only feeds the HMAC (botocore takes a continued value
+  -- of the shared files, newline included, as it is): no NUL there
+  if sk:find("%z") then
+    return nil, cred_error("InvalidCredentials", source .. " gave a secret key with a NUL")
+  end
+  for _, v in ipairs({ ak, tok or "" }) do
     if v:find("[%c]") then
       return nil, cred_error("InvalidCredentials", source .. " gave a key with control characters")
     end

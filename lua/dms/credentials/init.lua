@@ -145,6 +145,8 @@ function M.resolve(config, _, profile_name, explicit_profile, opts)
   chain.fetch = function()
     if not source then
       local ctx = context(config, copts, profile_name, explicit_profile)
+      local parse_error = ctx.shared.credentials_error or ctx.shared.config_error
+      if parse_error then return nil, errors.new("credentials", "ConfigParseError", parse_error) end
       local found, why, tried = walk(ctx, M.CHAIN, { name = profile_name, settings = ctx.profile,
                                                     disable_env = explicit_profile })
       if not found then
