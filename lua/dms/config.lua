@@ -41,8 +41,7 @@ function M.parse_ini(text)
     local line = raw:gsub("\r$", "")
     local value = trim(line)
     local indent = #line:match("^%s*")
-    if value:match("^[#;]") then
-      -- a comment: skipped, and no part of a value
+    if value:match("^[#;]") then      -- luacheck: ignore 542 (a comment: skipped, no part of a value)
     elseif value == "" then
       if current and key and current[key] then current[key][#current[key] + 1] = "" end
     elseif current and key and indent > key_indent then
@@ -231,12 +230,12 @@ function M.load_shared(config)
   local cred_text = read_file(out.credentials_file)
   out.credentials_file_read = cred_text ~= nil
   if cred_text then
-    sections, order, perr = M.parse_ini(cred_text)
-    if not sections then
-      out.credentials_error = "Unable to parse config file: " .. out.credentials_file .. " (" .. perr .. ")"
-      sections = {}
+    local csections, _, cperr = M.parse_ini(cred_text)
+    if not csections then
+      out.credentials_error = "Unable to parse config file: " .. out.credentials_file .. " (" .. cperr .. ")"
+      csections = {}
     end
-    for name, values in pairs(sections) do
+    for name, values in pairs(csections) do
       out.credentials_profiles[name] = values
       local merged = out.profiles[name] or {}
       for k, v in pairs(values) do merged[k] = v end
