@@ -997,6 +997,33 @@ static int present(lua_State *L, int t, int key)
     return yes;
 }
 
+/* A table that holds nothing itself and whose metatable answers reads
+ * (__index, __len, __pairs): a proxy. Tables are read raw here (a metamethod
+ * could free what C holds, or raise, or yield), which is right for a table
+ * whose contents are its own, and silently wrong for a proxy: its list would
+ * go out as [] and its filters as none. */
+static int is_proxy(lua_State *L, int idx)
+{
+    static const char *const events[] = {"__index", "__len", "__pairs"};
+    size_t i;
+    int found = 0;
+    lua_pushnil(L);
+    if (lua_next(L, idx) != 0) {
+        lua_pop(L, 2);
+        return 0;               /* it holds something: read as it is */
+    }
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    for (i = 0; i < sizeof events / sizeof events[0] && !found; i++) {
+        lua_pushstring(L, events[i]);
+        lua_rawget(L, -2);
+        found = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return found;
+}
+
 static int write_structure(walker *w, int shape, int val)
 {
     lua_State *L = w->L;
@@ -1007,6 +1034,9 @@ static int write_structure(walker *w, int shape, int val)
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a table (structure), not %s",
                     luaL_typename(L, val));
+    if (is_proxy(L, val))
+        return fail(w, "InvalidParameterType", "must be a table that holds its values (this one is empty "
+                    "behind a metatable with __index, __len or __pairs: a proxy)%s", NULL);
     rawfield(L, shape, "members");
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
@@ -1151,6 +1181,9 @@ static int write_list(walker *w, int shape, int val)
 
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a list (table), not %s", luaL_typename(L, val));
+    if (is_proxy(L, val))
+        return fail(w, "InvalidParameterType", "must be a table that holds its values (this one is empty "
+                    "behind a metatable with __index, __len or __pairs: a proxy)%s", NULL);
     n = (int)dms_compat_rawlen(L, val);
     lua_pushnil(L);
     while (lua_next(L, val) != 0) {
@@ -1214,6 +1247,9 @@ static int write_map(walker *w, int shape, int val)
     double lim;
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a table (map), not %s", luaL_typename(L, val));
+    if (is_proxy(L, val))
+        return fail(w, "InvalidParameterType", "must be a table that holds its values (this one is empty "
+                    "behind a metatable with __index, __len or __pairs: a proxy)%s", NULL);
     rawfield(L, shape, "value");
     vname = lua_gettop(L);
     rawfield(L, shape, "key");

@@ -612,3 +612,25 @@ describe("core.parse with random responses", function()
     assert.has_error(function() core.parse(model, "StartReplication", "x", {}, "{}") end)
   end)
 end)
+
+describe("a proxy table (empty, its values behind __index)", function()
+  it("is refused where a structure, list or map is expected, never sent as empty", function()
+    local function proxy(t) return setmetatable({}, { __index = t, __len = function() return #t end }) end
+    local cases = {
+      { "DescribeReplications", proxy({ Filters = { { Name = "replication-config-arn", Values = { ARN } } } }), "" },
+      { "DescribeReplications", { Filters = proxy({ { Name = "replication-config-arn", Values = { ARN } } }) },
+        "Filters" },
+      { "DescribeReplications", { Filters = { { Name = "replication-config-arn", Values = proxy({ ARN }) } } },
+        "Filters[1].Values" },
+    }
+    for i, c in ipairs(cases) do
+      local req, err = core.build(model, c[1], c[2])
+      assert.is_nil(req, "case " .. i)
+      assert.are.equal("InvalidParameterType", err.code, "case " .. i)
+      assert.truthy(err.message:find("proxy", 1, true), "case " .. i)
+    end
+    -- an empty plain table is an empty list, as before
+    local req = assert(core.build(model, "DescribeReplications", { Filters = {} }))
+    assert.truthy(req.body:find('"Filters":[]', 1, true))
+  end)
+end)
