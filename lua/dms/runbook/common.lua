@@ -16,14 +16,36 @@ function M.terminal()
   return core.isatty(1)
 end
 
--- `message` | nil when --arn names a replication config (checked before any
--- request, as StartReplication checks it)
+-- `message` | nil when --arn names a replication config: its ARN, or its
+-- identifier (checked before any request, as StartReplication checks an ARN)
 function M.arn_problem(arn)
   if not arn then return "--arn is required" end
-  if not core.build(require("dms.model"), "StopReplication", { ReplicationConfigArn = arn }) then
-    return "--arn '" .. arn .. "' is not the ARN of a DMS replication config "
-      .. "(like arn:aws:dms:us-east-1:123456789012:replication-config:ID)"
+  local fleet = require "dms.workflow.fleet"
+  if fleet.is_arn(arn) then
+    if not core.build(require("dms.model"), "StopReplication", { ReplicationConfigArn = arn }) then
+      return "--arn '" .. arn .. "' is not the ARN of a DMS replication config "
+        .. "(like arn:aws:dms:us-east-1:123456789012:replication-config:ID)"
+    end
+  elseif not fleet.valid_identifier(arn) then
+    return "--arn '" .. arn .. "' is neither the ARN of a DMS replication config nor an identifier"
   end
+end
+
+-- args.arn made an ARN: an identifier is looked up (DescribeReplicationConfigs,
+-- filter replication-config-id); true | nil, err (ResourceNotFoundFault)
+function M.resolve_arn(args, client)
+  local fleet = require "dms.workflow.fleet"
+  if fleet.is_arn(args.arn) then return true end
+  local resp, err = client:describe_replication_configs({
+    Filters = { { Name = "replication-config-id", Values = { args.arn } } } })
+  local cfg = resp and type(resp.ReplicationConfigs) == "table" and resp.ReplicationConfigs[1]
+  if not cfg then
+    if err and err.code ~= "ResourceNotFoundFault" then return nil, err end
+    return nil, core.error({ kind = "service", code = "ResourceNotFoundFault",
+                             message = "no replication config has the identifier '" .. args.arn .. "'" })
+  end
+  args.arn = cfg.ReplicationConfigArn
+  return true
 end
 
 -- the client of the global options (--region, --profile, --endpoint,

@@ -269,6 +269,15 @@ function M.run(args, ctx)
     ctx.printer:error(cerr)
     return ctx.exit_code(cerr)
   end
+  if command ~= "create-config" then
+    local ok, rerr = common.resolve_arn(args, client)
+    if not ok then
+      client:close()
+      ctx.printer:error(rerr)
+      return ctx.exit_code(rerr)
+    end
+    if params then params.ReplicationConfigArn = args.arn end
+  end
   local cfg, resp
   if command == "create-config" then
     cfg, resp = M.create(client, params, args.timeout and { timeout = args.timeout } or nil)

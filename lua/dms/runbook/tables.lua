@@ -168,7 +168,12 @@ function M.run(args, ctx)
     ctx.printer:error(cerr)
     return ctx.exit_code(cerr)
   end
-  local ok, err
+  local ok, err = common.resolve_arn(args, client)
+  if not ok then
+    client:close()
+    ctx.printer:error(err)
+    return ctx.exit_code(err)
+  end
   if args.command == "tables" then
     ok, err = run_tables(args, ctx, client)
   else
