@@ -33,7 +33,7 @@ CURL_MODULE = $(BUILD_DIR)/dms/curl.so
 BUSTED = $(LUA) /usr/bin/busted
 LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
 
-.PHONY: all luajit test demo demo-fleet bench lint deps model rockspec clean
+.PHONY: all luajit test demo demo-fleet demo-hosts bench lint deps model model-dynamodb rockspec clean
 
 all: $(MODULE) $(CURL_MODULE)
 
@@ -55,8 +55,15 @@ rockspec:
 	sed -e 's/^version = "scm-1"/version = "$(RELEASE)-1"/' -e 's/^   branch = "main",/   tag = "v$(RELEASE)",/' \
 	    lua-dms-scm-1.rockspec > rockspecs/lua-dms-$(RELEASE)-1.rockspec
 
-model:
+# the DMS model, and the DynamoDB model of the journal (the operations it
+# uses, from botocore's DynamoDB model)
+DYNAMODB_OPERATIONS = BatchGetItem,CreateTable,DeleteItem,DescribeTable,DescribeTimeToLive,GetItem,PutItem,Scan,UpdateItem,UpdateTimeToLive
+model: model-dynamodb
 	python3 tools/gen_model.py ../shared/reference/dms/service-2.shapes.json > lua/dms/model.lua
+
+model-dynamodb:
+	python3 tools/gen_model.py --operations $(DYNAMODB_OPERATIONS) -o lua/dms/dynamodb_model.lua \
+	    "$$(python3 -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data/dynamodb/2012-08-10/service-2.json.gz"
 
 # Lua 5.4 and LuaJIT modules; tools/test.sh also builds the sanitizer variants.
 luajit:
