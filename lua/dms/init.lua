@@ -321,7 +321,8 @@ function Client:attempt(req, op, unsafe, timeout)
     if read_only(op) then herr.outcome_unknown = false end
     return nil, herr
   end
-  local pok, result, perr = pcall(core.parse, self.model, req.operation, resp.status, resp.headers or {}, resp.body or "")
+  local pok, result, perr = pcall(core.parse, self.model, req.operation, resp.status, resp.headers or {},
+    resp.body or "")
   if not pok then
     return nil, errors.transport("MalformedResponse", "the answer could not be read: " .. tostring(result), true)
   end
@@ -349,8 +350,8 @@ end
 -- opts.timeout (seconds) bounds the whole call, retries and their pauses
 -- included (a runbook passes what is left of its deadline).
 function Client:call(op, params, opts)
-  local model = self.model
-  if type(op) ~= "string" or not model.operations[op] then
+  local m = self.model
+  if type(op) ~= "string" or not m.operations[op] then
     return nil, errors.new("validation", "UnknownOperation", "unknown operation '" .. tostring(op) .. "'")
   end
   local deadline
@@ -361,12 +362,12 @@ function Client:call(op, params, opts)
     end
     if opts.timeout then deadline = core.monotonic() + opts.timeout end
   end
-  local bok, req, err = pcall(core.build, model, op, params)
+  local bok, req, err = pcall(core.build, m, op, params)
   if not bok then
     return nil, errors.new("validation", "InvalidParameter", "the parameters could not be read: " .. tostring(req))
   end
   if not req then return nil, err end
-  local unsafe = model.operations[op].unsafe_retry
+  local unsafe = m.operations[op].unsafe_retry
   local attempt, last_cost = 0, nil
   while true do
     attempt = attempt + 1
@@ -442,7 +443,8 @@ local function construct(config, svc)
   local timeout = config.timeout or {}
   -- the chain is walked on the first call that needs credentials, not here
   local provider, crerr = svc.credentials, nil
-  if not provider then provider, crerr = credentials.resolve(config, profile, profile_name, explicit and config.profile ~= nil, {
+  if not provider then provider, crerr = credentials.resolve(config, profile, profile_name,
+      explicit and config.profile ~= nil, {
     region = region, clock = config.clock, sleep = config.sleep or default_sleep, random = config.random,
     logger = config.logger, connect_timeout = timeout.connect, timeout = timeout.total,
     ca_file = config.ca_file, insecure = config.insecure, http_client = config.http_client,
@@ -504,13 +506,14 @@ end
 -- endpoint when config.endpoint is not set; opts.credentials is a provider
 -- to share (a DMS client's `credentials`), else config's are resolved.
 function M.new_service(svc_model, config, opts)
-  if type(svc_model) ~= "table" or type(svc_model.operations) ~= "table" or type(svc_model.signing_name) ~= "string" then
+  if type(svc_model) ~= "table" or type(svc_model.operations) ~= "table"
+     or type(svc_model.signing_name) ~= "string" then
     return nil, config_error("InvalidConfig", "new_service needs a service model (tools/gen_model.py)")
   end
   opts = opts or {}
-  local function endpoint(config, region, profile)
-    if config.endpoint then return config.endpoint end
-    if opts.endpoint then return opts.endpoint(config, region, profile) end
+  local function endpoint(c, region, profile)
+    if c.endpoint then return c.endpoint end
+    if opts.endpoint then return opts.endpoint(c, region, profile) end
     return nil, "no endpoint for " .. tostring(svc_model.endpoint_prefix)
   end
   return construct(config, { model = svc_model, endpoint = endpoint, credentials = opts.credentials })
