@@ -70,6 +70,7 @@ luajit:
 	$(MAKE) LUA_VERSION=luajit
 
 test: deps all luajit
+	-sh tools/dynalite.sh
 	sh tools/test.sh
 
 demo: deps all
