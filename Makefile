@@ -1,7 +1,7 @@
 # lua-dms developer Makefile.
 #   make                  build/dms/core.so for Lua 5.4
 #   make LUA_VERSION=luajit   build/luajit/dms/core.so for LuaJIT (OpenResty)
-#   make test | demo | demo-fleet | bench | lint | deps | model | clean
+#   make test | demo | demo-fleet | demo-hosts | bench | lint | deps | model | clean
 LUA_VERSION ?= 5.4
 CC ?= cc
 LIBFLAG ?= -shared
@@ -79,6 +79,10 @@ demo: deps all
 # a wave of 20 replications through dms-runbook, two of them failing
 demo-fleet: deps all
 	sh tools/demo_fleet.sh
+
+# one fleet from three processes sharing a DynamoDB journal (dynalite); one is killed midway
+demo-hosts: deps all
+	sh tools/demo_hosts.sh
 
 bench: deps all
 	$(LUA_ENV) $(LUA) bench/bench.lua

@@ -81,13 +81,15 @@ function M.run(args, ctx)
     return fail(derr)
   end
   local code = 0
+  -- list: a table on a terminal or with --print-table, else JSON lines
+  local json = args.json or (printer.json and not args.print_table)
   if args.journal_command == "create-table" then
     local info, err = journal_dynamodb.create_table(ddb, name)
     if not info then
       code = fail(err)
     else
       if info.warning then io.stderr:write("dms-runbook: WARNING: ", format.clean(info.warning), "\n") end
-      if printer.json then
+      if json then
         common.json_line({ type = "journal_table", table = name, status = info.status, ttl = info.ttl,
                            existed = info.existed or false, warning = info.warning })
       else
@@ -102,9 +104,9 @@ function M.run(args, ctx)
     else
       table.sort(items, function(a, b) return tostring(a.pk) < tostring(b.pk) end)
       local now = core.now()
-      if printer.json then
+      if json then
         for _, it in ipairs(items) do
-          common.json_line({ type = "journal_item", arn = it.pk, owner = it.owner, last_owner = it.last_owner,
+          common.json_line({ type = "journal_item", arn = it.pk, id = it.identifier, owner = it.owner, last_owner = it.last_owner,
             lease_expires = it.lease_expires, held = it.owner ~= nil and (it.lease_expires or 0) >= now,
             fence = it.fence, version = it.version, phase = it.phase, updated_at = it.updated_at })
         end
@@ -113,7 +115,7 @@ function M.run(args, ctx)
         io.stdout:write(string_format(fmt, "REPLICATION", "OWNER", "LEASE", "PHASE", "FENCE", "VERSION",
           "UPDATED"), "\n")
         for _, it in ipairs(items) do
-          local id = tostring(it.pk):match("([^:/]+)$") or tostring(it.pk)
+          local id = it.identifier or tostring(it.pk):match("([^:/]+)$") or tostring(it.pk)
           local owner = it.owner or ((it.last_owner and ("(" .. it.last_owner .. ")")) or "-")
           local lease = it.owner and (((it.lease_expires or 0) >= now) and age(it.lease_expires, now)
             or ("expired " .. age(it.lease_expires, now))) or "released"

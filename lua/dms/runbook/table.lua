@@ -254,10 +254,10 @@ function Board:lines(max_rows)
       local owner = clean(r.owner or "-")
       if #owner > ow then owner = owner:sub(1, ow - 1) .. "~" end
       out[#out + 1] = string_format(fmt, name, owner, clean(r.status or "-"), load, num(r.loaded), num(r.errored),
-        tostring(r.resumes), clean(r.note or ""))
+        num(r.resumes), clean(r.note or ""))
     else
       out[#out + 1] = string_format(fmt, name, clean(r.status or "-"), load, num(r.loaded), num(r.errored),
-        tostring(r.resumes), clean(r.note or ""))
+        num(r.resumes), clean(r.note or ""))
     end
   end
   if hidden then

@@ -14,6 +14,7 @@
 --   version        incremented by each state write
 --   state          the record a state file holds (JSON)
 --   phase          the record's phase, readable without decoding it
+--   identifier     the ReplicationConfigIdentifier, once known
 --   updated_at     when the state was last written
 --   last_owner     who held it last (kept on release)
 --   expires_at     lease_expires + retention: the table's TTL attribute, far
@@ -319,6 +320,7 @@ function Journal:take()
       if type(item.state) == "string" then new.state = S(item.state) end
       if type(item.phase) == "string" then new.phase = S(item.phase) end
       if type(item.updated_at) == "number" then new.updated_at = N(item.updated_at) end
+      if type(item.identifier) == "string" then new.identifier = S(item.identifier) end
       local last = item.owner or item.last_owner
       if type(last) == "string" then new.last_owner = S(last) end
     end
@@ -459,11 +461,16 @@ function Journal:save(record)
       [":exp"] = N(expires), [":ttl"] = N(math.floor(expires + st.retention)),
       [":me"] = S(self.owner), [":f"] = N(self.fence), [":v"] = N(self.version),
     }
+    local set_id = ""
+    if type(record.id) == "string" and record.id ~= "" then
+      values[":id"] = S(record.id)
+      set_id = ", identifier = :id"
+    end
     st.counts.save = st.counts.save + 1
     local resp, err = st.ddb:update_item({
       TableName = st.table, Key = { pk = S(self.arn) },
       UpdateExpression = "SET #s = :s, version = :v1, phase = :p, updated_at = :t, lease_expires = :exp, "
-        .. "expires_at = :ttl",
+        .. "expires_at = :ttl" .. set_id,
       ConditionExpression = "#o = :me AND fence = :f AND version = :v",
       ExpressionAttributeNames = { ["#o"] = "owner", ["#s"] = "state" },
       ExpressionAttributeValues = values,

@@ -267,7 +267,8 @@ function Session:elsewhere_result(item)
     self:emit("done_elsewhere", nil, { owner = owner, phase = item.phase, status = rec.status,
       starts = rec.starts, resumes = rec.resumes })
     return { ok = true, arn = self.arn, id = self.id, owner = owner, elsewhere = true, events = self.events,
-             starts = tonumber(rec.starts) or 0, resumes = tonumber(rec.resumes) or 0, start_type = rec.start_type,
+             starts = math.floor(tonumber(rec.starts) or 0), resumes = math.floor(tonumber(rec.resumes) or 0),
+             start_type = rec.start_type,
              status = rec.status, elapsed = self:now() - self.t0 }
   end
   local code = type(rec.last_error) == "string" and rec.last_error
