@@ -106,8 +106,9 @@ function M.run(args, ctx)
       local now = core.now()
       if json then
         for _, it in ipairs(items) do
-          common.json_line({ type = "journal_item", arn = it.pk, id = it.identifier, owner = it.owner, last_owner = it.last_owner,
-            lease_expires = it.lease_expires, held = it.owner ~= nil and (it.lease_expires or 0) >= now,
+          common.json_line({ type = "journal_item", arn = it.pk, id = it.identifier, owner = it.owner,
+            last_owner = it.last_owner, lease_expires = it.lease_expires,
+            held = it.owner ~= nil and (it.lease_expires or 0) >= now,
             fence = it.fence, version = it.version, phase = it.phase, updated_at = it.updated_at })
         end
       else
