@@ -176,8 +176,32 @@ function M.store(client, settings)
 end
 
 function Store:close()
+  self.closed = true          -- ends the nginx timer
   if self.own_client and self.ddb then self.ddb:close() end
   self.ddb = nil
+end
+
+-- Inside nginx: a timer renews the leases held while the journal is open,
+-- also while the request that runs the workflow waits on a DMS call. An
+-- ngx.timer.at that arms itself again (an ngx.timer.every cannot be
+-- cancelled): it stops once the store is closed.
+function Store:start_timer()
+  if self.timer ~= nil then return end
+  local ngx = _G.ngx
+  self.timer = false
+  if type(ngx) ~= "table" or type(ngx.timer) ~= "table" or type(ngx.timer.at) ~= "function" then return end
+  local store, period = self, math_max(self.lease / 6, 0.05)
+  local tick
+  tick = function(premature)
+    if premature or store.closed then return end
+    for j in pairs(store.journals) do
+      local due = j:due()
+      if due and due <= store.mono() then pcall(j.check, j) end
+    end
+    if not store.closed then ngx.timer.at(period, tick) end
+  end
+  local ok = ngx.timer.at(period, tick)
+  self.timer = ok and true or false
 end
 
 -- how often a host waiting on another's lease looks again
@@ -357,6 +381,7 @@ function Journal:take()
       self.previous_fence = item and tonumber(item.fence) or nil
       self:renewed(mono, now)
       st.journals[self] = true
+      if st.timer == nil and require("dms").in_cosocket_phase() then st:start_timer() end
       return true
     end
     -- someone else wrote meanwhile: look again
