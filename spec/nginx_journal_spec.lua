@@ -80,7 +80,8 @@ describe("workflow.run in nginx with a DynamoDB journal", function()
     local deadline = core.monotonic() + 30
     while not (files.read(dir .. "/answer") or ""):find("}", 1, true) do
       assert(core.monotonic() < deadline, "no answer from nginx")
-      local resp = direct:get_item({ TableName = "nginx-journal", Key = { pk = dynamodb.S(arn) }, ConsistentRead = true })
+      local resp = direct:get_item({ TableName = "nginx-journal", Key = { pk = dynamodb.S(arn) },
+                                     ConsistentRead = true })
       local it = resp and dynamodb.decode_item(resp.Item)
       if it and it.owner == "nginx-worker" then
         seen = seen + 1
