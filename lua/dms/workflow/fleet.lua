@@ -571,9 +571,26 @@ function Fleet:wait(lookers)
     self.sleep_fn(at - now)
   end
   local window = due + i * M.JOIN_WINDOW
+  local waiting = {}
   for _, m in ipairs(self.members) do
-    if m.state == "sleep" and m.wake <= window then m.state = "run" end
+    if m.state == "sleep" and m.wake <= window then
+      m.state = "run"
+      if m.s.waiting_lease and m.s.journal then waiting[#waiting + 1] = m end
+    end
   end
+  self:prefetch_leases(waiting)
+end
+
+-- The items of the sessions that wake to look at another host's lease again,
+-- read together (BatchGetItem of up to 100 keys, ConsistentRead) rather than
+-- one GetItem each; on failure each reads its own.
+function Fleet:prefetch_leases(waiting)
+  if #waiting < 2 or not self.store then return end
+  local arns = {}
+  for i, m in ipairs(waiting) do arns[i] = m.arn end
+  local ok, items = pcall(self.store.get_many, self.store, arns)
+  if not ok or type(items) ~= "table" then return end
+  for _, m in ipairs(waiting) do m.s.journal.prefetched = items[m.arn] or false end
 end
 
 -- the earliest monotonic time a lease of this fleet needs renewing (nil: none held)

@@ -321,7 +321,13 @@ end
 function Journal:take()
   local st = self.store
   for _ = 1, 5 do
-    local item, err = st:get(self.arn)
+    local item, err
+    if self.prefetched ~= nil then
+      -- read with the others of a fleet's round (BatchGetItem, ConsistentRead)
+      item, self.prefetched = self.prefetched, nil
+    else
+      item, err = st:get(self.arn)
+    end
     if item == nil then return nil, unavailable(err, "read the lease of " .. self.arn) end
     local now = st.wall()
     if item and self.ended_when and self.ended_when(item) then

@@ -309,7 +309,9 @@ function Session:wait_lease(j)
     local wait = store:check_every()
     local expiry = (tonumber(item.lease_expires) or 0) - store.wall() + 0.05
     if expiry > 0 and expiry < wait then wait = expiry end
+    self.waiting_lease = true
     self:pause(wait)
+    self.waiting_lease = false
     if self.fleet then self.fleet:admit(self) end
     local ok, err = j:take()
     if not ok then return nil, err end
