@@ -486,12 +486,20 @@ function Fleet:step(m)
   end
 end
 
--- runs every member that can go on until each waits (or ends)
+-- runs every member that can go on until each waits (or ends). With a
+-- shared journal each host begins at its own place in the list (from its
+-- owner's name), so that hosts started together reach for different leases.
 function Fleet:run_pass()
+  local members, n = self.members, #self.members
+  local offset = 0
+  if self.store and n > 1 then
+    offset = (tonumber(core.sha256_hex(self.store.owner):sub(1, 8), 16) or 0) % n
+  end
   local again = true
   while again do
     again = false
-    for _, m in ipairs(self.members) do
+    for i = 1, n do
+      local m = members[(i + offset - 1) % n + 1]
       if m.state == "run" then
         self:step(m)
         again = true
