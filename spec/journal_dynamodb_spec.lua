@@ -476,6 +476,24 @@ print(json.dumps(out))
       ja:close()
     end)
 
+    it("lets an operator's stop through while another owner holds the lease, without its state", function()
+      local name = new_table()
+      local a = store(name, "host-a")
+      a.wall = core.now
+      local ja = assert(a:open({ arn = ARN, lock = true }))
+      assert(ja:save({ arn = ARN, phase = "waiting", starts = 1, resumes = 0, run_started = true }))
+      local outcome = assert(workflow.stop(client, { replication_config_arn = ARN, poll = { interval = 0.05 },
+        journal = journal(name), owner = "operator" }))
+      assert.is_true(outcome.ok)
+      local warning = find(outcome.events, "warning")
+      assert.are.equal("Locked", warning.code)
+      assert.truthy(warning.message:find("host-a", 1, true))
+      local it_ = item(name)
+      assert.are.equal("host-a", it_.owner)          -- host-a's lease and state untouched
+      assert.are.equal(1, it_.version)
+      ja:close()
+    end)
+
     it("sends nothing more once its lease was taken over, and reports LeaseLost", function()
       local name = new_table()
       local b = store(name, "host-b")

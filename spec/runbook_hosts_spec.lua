@@ -145,6 +145,30 @@ describe("runbooks on several hosts sharing a DynamoDB journal", function()
     return arns
   end
 
+  it("refuses journal options that do not fit with exit code 2, before any request", function()
+    start_emulator(3000)
+    proxy:clear_counts()
+    local base = "AWS_ACCESS_KEY_ID=AKIDHOSTA AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1 TERM=dumb "
+      .. "AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent LUA_PATH='lua/?.lua;lua/?/init.lua;;' "
+      .. "LUA_CPATH='" .. CPATH .. "' " .. LUA .. " bin/dms-runbook --endpoint " .. emu.url .. " "
+    for _, args in ipairs({
+      "run --arn solo-1 --journal files://x",
+      "run --arn solo-1 --journal dynamodb://x",
+      "run --arn solo-1 --owner host-a",
+      "run --arn solo-1 --lease 30",
+      "run --arn solo-1 --journal dynamodb://runbooks --state-dir " .. dir .. "/s",
+      "run --arn solo-1 --journal dynamodb://runbooks --lock-dir " .. dir,
+      "journal create-table x",
+    }) do
+      local p = assert(io.popen(base .. args .. " --journal-endpoint " .. proxy.url .. " >/dev/null 2>&1; echo $?"))
+      local code = tonumber(p:read("*a"))
+      p:close()
+      assert.are.equal(2, code, args)
+    end
+    assert.are.same({}, emu:requests())
+    assert.are.same({}, proxy:counts())
+  end)
+
   it("two hosts on one replication: one acts, the other counts its run", function()
     start_emulator(3000)
     local arn = replications({ count = 1, identifier = "solo-{n}", type = "cdc" })[1]
