@@ -247,13 +247,15 @@ function Session:load()
   return true
 end
 
--- the item of a shared journal shows a run that ended under another owner
--- during this call (or just before it, within the clock margin)
+-- The item of a shared journal shows a run that ended under another owner
+-- during this call: after this session saw that owner hold the lease, or
+-- after the call began (by the writer's clock). A run that ended before is a
+-- previous one: this call begins a new run, as with the files journal.
 function Session:ended_elsewhere(item)
   if not (item and phases.TERMINAL[item.phase] and item.phase ~= phases.NEW) then return false end
   local owner = item.owner or item.last_owner
   if owner == nil or owner == self.store.owner then return false end
-  return self.seen_elsewhere or (tonumber(item.updated_at) or 0) >= self.t0_wall - self.store.margin
+  return self.seen_elsewhere or (tonumber(item.updated_at) or 0) >= self.t0_wall
 end
 
 -- The result of a replication a run of another host ended: its outcome
@@ -333,7 +335,9 @@ function Session:open()
   local store = self.store
   local j, err = journal.open({ arn = self.arn, state_file = self.opts.state_file, lock_dir = self.opts.lock_dir,
                                 lock = self.opts.lock ~= false and (self.lock_mode or true), store = store,
-                                ended = store and function(item) return self:ended_elsewhere(item) end })
+                                -- an operator's stop ("try") goes through whatever another host did
+                                ended = store and self.lock_mode ~= "try"
+                                  and function(item) return self:ended_elsewhere(item) end or nil })
   if not j then return nil, err end
   self.journal = j
   if store and not j.bypassed then
