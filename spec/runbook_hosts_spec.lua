@@ -18,7 +18,7 @@ local HOSTS = {
   ["host-b"] = { ak = "AKIDHOSTB", sk = "secret-of-host-b" },
   ["host-c"] = { ak = "AKIDHOSTC", sk = "secret-of-host-c" },
 }
-local LEASE = 2
+local LEASE = 3
 
 local skip = dynalite.unavailable()
 
@@ -349,5 +349,13 @@ describe("runbooks on several hosts sharing a DynamoDB journal", function()
       end
     end
     assert.truthy(taken_over >= 1, "no lease of host-c was taken over")
+    local by = { ["host-a"] = 0, ["host-b"] = 0, ["host-c"] = 0 }
+    for _, arn in ipairs(arns) do
+      local d = va[arn].how == "done" and "host-a" or vb[arn].how == "done" and "host-b" or "host-c"
+      by[d] = by[d] + 1
+    end
+    print(string.format("\n  12 on 3 hosts, host-c killed: done by host-a %d, host-b %d, host-c %d; %d of host-c's "
+      .. "leases taken over (2 hosts in turn for those replications), starts per replication: 1", by["host-a"],
+      by["host-b"], by["host-c"], taken_over))
   end)
 end)
