@@ -1,7 +1,7 @@
 # lua-dms developer Makefile.
 #   make                  build/dms/core.so for Lua 5.4
 #   make LUA_VERSION=luajit   build/luajit/dms/core.so for LuaJIT (OpenResty)
-#   make test | demo | demo-fleet | bench | lint | deps | model | clean
+#   make test | demo | demo-fleet | demo-hosts | bench | lint | deps | model | clean
 LUA_VERSION ?= 5.4
 CC ?= cc
 LIBFLAG ?= -shared
@@ -33,7 +33,7 @@ CURL_MODULE = $(BUILD_DIR)/dms/curl.so
 BUSTED = $(LUA) /usr/bin/busted
 LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
 
-.PHONY: all luajit test demo demo-fleet bench lint deps model rockspec clean
+.PHONY: all luajit test demo demo-fleet demo-hosts bench lint deps model model-dynamodb rockspec clean
 
 all: $(MODULE) $(CURL_MODULE)
 
@@ -55,14 +55,22 @@ rockspec:
 	sed -e 's/^version = "scm-1"/version = "$(RELEASE)-1"/' -e 's/^   branch = "main",/   tag = "v$(RELEASE)",/' \
 	    lua-dms-scm-1.rockspec > rockspecs/lua-dms-$(RELEASE)-1.rockspec
 
-model:
+# the DMS model, and the DynamoDB model of the journal (the operations it
+# uses, from botocore's DynamoDB model)
+DYNAMODB_OPERATIONS = BatchGetItem,CreateTable,DeleteItem,DescribeTable,DescribeTimeToLive,GetItem,PutItem,Scan,UpdateItem,UpdateTimeToLive
+model: model-dynamodb
 	python3 tools/gen_model.py ../shared/reference/dms/service-2.shapes.json > lua/dms/model.lua
+
+model-dynamodb:
+	python3 tools/gen_model.py --operations $(DYNAMODB_OPERATIONS) -o lua/dms/dynamodb_model.lua \
+	    "$$(python3 -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data/dynamodb/2012-08-10/service-2.json.gz"
 
 # Lua 5.4 and LuaJIT modules; tools/test.sh also builds the sanitizer variants.
 luajit:
 	$(MAKE) LUA_VERSION=luajit
 
 test: deps all luajit
+	-sh tools/dynalite.sh
 	sh tools/test.sh
 
 demo: deps all
@@ -71,6 +79,10 @@ demo: deps all
 # a wave of 20 replications through dms-runbook, two of them failing
 demo-fleet: deps all
 	sh tools/demo_fleet.sh
+
+# one fleet from three processes sharing a DynamoDB journal (dynalite); one is killed midway
+demo-hosts: deps all
+	sh tools/demo_hosts.sh
 
 bench: deps all
 	$(LUA_ENV) $(LUA) bench/bench.lua

@@ -28,12 +28,16 @@ local function config_error(code, message)
   return core.error({ kind = "config", code = code, message = message })
 end
 
--- snake_case method names for every operation of the model
-local METHODS = {}
-for name in pairs(model.operations) do
-  local snake = name:gsub("(%l)(%u)", "%1_%2"):gsub("(%u)(%u%l)", "%1_%2"):lower()
-  METHODS[snake] = name
+-- snake_case method names for every operation of a model
+local function method_names(m)
+  local out = {}
+  for name in pairs(m.operations) do
+    local snake = name:gsub("(%l)(%u)", "%1_%2"):gsub("(%u)(%u%l)", "%1_%2"):lower()
+    out[snake] = name
+  end
+  return out
 end
+local METHODS = method_names(model)
 
 -- nginx phases where cosockets may be used
 local COSOCKET_PHASES = {
@@ -119,8 +123,9 @@ Client.__index = function(_, k)
 end
 
 function Client:__tostring()
-  return string_format("dms.client(region=%s, endpoint=%s, credentials=%s)",
-    self.region, self.endpoint.url, self.credentials.description)
+  local name = self.model == model and "dms" or tostring(self.model.endpoint_prefix)
+  return string_format("%s.client(region=%s, endpoint=%s, credentials=%s)",
+    name, self.region, self.endpoint.url, self.credentials.description)
 end
 
 function Client:log(level, message, fields)
@@ -156,9 +161,35 @@ function Client:close()
     self.curl_transport:close()
     self.curl_transport = nil
   end
-  if type(self.credentials.close) == "function" then self.credentials:close() end
+  -- a client made for another service from this one shares its credentials
+  if not self.shared_credentials and type(self.credentials.close) == "function" then self.credentials:close() end
 end
 Client.__close = Client.close
+
+-- The metatable of the clients of another service's model: the methods of
+-- Client, and one snake_case method per operation of that model.
+local service_classes = setmetatable({}, { __mode = "k" })
+local function service_class(m)
+  local class = service_classes[m]
+  if class then return class end
+  local methods, cached = method_names(m), {}
+  class = { __tostring = Client.__tostring, __close = Client.close }
+  class.__index = function(_, k)
+    local v = Client[k]
+    if v ~= nil and not METHODS[k] then return v end
+    v = cached[k]
+    if v then return v end
+    local op = methods[k]
+    if op then
+      v = function(self_, params, opts) return self_:call(op, params, opts) end
+      cached[k] = v
+      return v
+    end
+    return nil
+  end
+  service_classes[m] = class
+  return class
+end
 
 -- Replaces every occurrence of the given secrets in the error's strings: a
 -- service may echo what it was sent (an InvalidSignatureException repeats the
@@ -271,7 +302,7 @@ function Client:attempt(req, op, unsafe, timeout)
   for i, h in ipairs(req.headers) do headers[i + 1] = h end
   local ok, signed = pcall(core.sign, {
     method = req.method, path = self.endpoint.path, headers = headers, body = req.body,
-    region = self.region, service = model.signing_name,
+    region = self.region, service = self.model.signing_name,
     access_key = creds.access_key, secret_key = creds.secret_key,
     session_token = creds.session_token, time = time,
   })
@@ -290,7 +321,8 @@ function Client:attempt(req, op, unsafe, timeout)
     if read_only(op) then herr.outcome_unknown = false end
     return nil, herr
   end
-  local pok, result, perr = pcall(core.parse, model, req.operation, resp.status, resp.headers or {}, resp.body or "")
+  local pok, result, perr = pcall(core.parse, self.model, req.operation, resp.status, resp.headers or {},
+    resp.body or "")
   if not pok then
     return nil, errors.transport("MalformedResponse", "the answer could not be read: " .. tostring(result), true)
   end
@@ -318,7 +350,8 @@ end
 -- opts.timeout (seconds) bounds the whole call, retries and their pauses
 -- included (a runbook passes what is left of its deadline).
 function Client:call(op, params, opts)
-  if type(op) ~= "string" or not model.operations[op] then
+  local m = self.model
+  if type(op) ~= "string" or not m.operations[op] then
     return nil, errors.new("validation", "UnknownOperation", "unknown operation '" .. tostring(op) .. "'")
   end
   local deadline
@@ -329,12 +362,12 @@ function Client:call(op, params, opts)
     end
     if opts.timeout then deadline = core.monotonic() + opts.timeout end
   end
-  local bok, req, err = pcall(core.build, model, op, params)
+  local bok, req, err = pcall(core.build, m, op, params)
   if not bok then
     return nil, errors.new("validation", "InvalidParameter", "the parameters could not be read: " .. tostring(req))
   end
   if not req then return nil, err end
-  local unsafe = model.operations[op].unsafe_retry
+  local unsafe = m.operations[op].unsafe_retry
   local attempt, last_cost = 0, nil
   while true do
     attempt = attempt + 1
@@ -377,8 +410,10 @@ function Client:call(op, params, opts)
   end
 end
 
--- dms.new(config) -> client | nil, err
-function M.new(config)
+-- A client of `svc.model`: the endpoint from svc.endpoint(config, region,
+-- profile) -> url | nil, message; svc.credentials, when given, a provider
+-- shared with another client (that client closes it).
+local function construct(config, svc)
   if config ~= nil and type(config) ~= "table" then
     return nil, config_error("InvalidConfig", "config must be a table")
   end
@@ -390,7 +425,7 @@ function M.new(config)
   local profile, shared = config_mod.load_profile(config, profile_name)
   if shared.config_error then return nil, config_error("ConfigParseError", shared.config_error) end
   -- a profile named (config.profile or AWS_PROFILE) must exist, as in the AWS SDKs
-  if explicit and not profile and config.credentials == nil then
+  if explicit and not profile and config.credentials == nil and not svc.credentials then
     return nil, config_error("ProfileNotFound", "profile '" .. profile_name .. "' is in neither "
       .. config_mod.config_file(config) .. " nor " .. config_mod.credentials_file(config))
   end
@@ -401,19 +436,21 @@ function M.new(config)
   if not region:match("^[%w][%w%-]*$") then
     return nil, config_error("InvalidRegion", "region '" .. region .. "' is not a valid region name")
   end
-  local url, eerr = config_mod.endpoint(config, region, profile)
+  local url, eerr = svc.endpoint(config, region, profile)
   if not url then return nil, config_error("InvalidEndpoint", eerr) end
   local endpoint, perr = config_mod.parse_url(url)
   if not endpoint then return nil, config_error("InvalidEndpoint", perr .. ": " .. tostring(url)) end
 
   local timeout = config.timeout or {}
   -- the chain is walked on the first call that needs credentials, not here
-  local provider, crerr = credentials.resolve(config, profile, profile_name, explicit and config.profile ~= nil, {
+  local provider, crerr = svc.credentials, nil
+  if not provider then provider, crerr = credentials.resolve(config, profile, profile_name,
+      explicit and config.profile ~= nil, {
     region = region, clock = config.clock, sleep = config.sleep or default_sleep, random = config.random,
     logger = config.logger, connect_timeout = timeout.connect, timeout = timeout.total,
     ca_file = config.ca_file, insecure = config.insecure, http_client = config.http_client,
     user_agent = config.user_agent and (USER_AGENT .. " " .. config.user_agent) or USER_AGENT,
-  })
+  }) end
   if not provider then return nil, crerr end
 
   local policy, rerr = retry.new({ mode = config.retry and config.retry.mode,
@@ -421,6 +458,8 @@ function M.new(config)
   if not policy then return nil, config_error("InvalidConfig", rerr) end
 
   local self = setmetatable({
+    model = svc.model,
+    shared_credentials = svc.credentials ~= nil or nil,
     region = region,
     endpoint = endpoint,
     credentials = provider,
@@ -439,7 +478,7 @@ function M.new(config)
       ca_file = config.ca_file, insecure = config.insecure == true,
       http_client = config.http_client,   -- cosockets: "auto" | "builtin" | "resty.http"
     },
-  }, Client)
+  }, svc.model == model and Client or service_class(svc.model))
   if config.insecure then
     self:log("warn", "TLS verification is off (insecure = true): use this only against a test endpoint",
       { endpoint = endpoint.url })
@@ -454,6 +493,31 @@ function M.new(config)
       { endpoint = endpoint.url })
   end
   return self
+end
+
+-- dms.new(config) -> client | nil, err
+function M.new(config)
+  return construct(config, { model = model, endpoint = config_mod.endpoint })
+end
+
+-- dms.new_service(model, config, opts) -> client | nil, err: a client of
+-- another service that speaks a JSON protocol (a model generated by
+-- tools/gen_model.py), with the same signer, retries and transports.
+-- opts.endpoint(config, region, profile) -> url | nil, message resolves its
+-- endpoint when config.endpoint is not set; opts.credentials is a provider
+-- to share (a DMS client's `credentials`), else config's are resolved.
+function M.new_service(svc_model, config, opts)
+  if type(svc_model) ~= "table" or type(svc_model.operations) ~= "table"
+     or type(svc_model.signing_name) ~= "string" then
+    return nil, config_error("InvalidConfig", "new_service needs a service model (tools/gen_model.py)")
+  end
+  opts = opts or {}
+  local function endpoint(c, region, profile)
+    if c.endpoint then return c.endpoint end
+    if opts.endpoint then return opts.endpoint(c, region, profile) end
+    return nil, "no endpoint for " .. tostring(svc_model.endpoint_prefix)
+  end
+  return construct(config, { model = svc_model, endpoint = endpoint, credentials = opts.credentials })
 end
 
 ---------------------------------------------------------------------------

@@ -114,6 +114,20 @@ local FORMATS = {
       duration(ev.elapsed), num(ev.starts), num(ev.resumes))
   end,
   error = function(ev) return string_format("error: %s: %s", tostring(ev.code), tostring(ev.message)) end,
+  lease_taken = function(ev)
+    if ev.from then
+      return string_format("lease taken over from %s (expired; fence %s): going on from its saved state",
+        tostring(ev.from), num(ev.fence))
+    end
+    return string_format("lease taken by %s (fence %s)", tostring(ev.owner), num(ev.fence))
+  end,
+  held_elsewhere = function(ev)
+    return string_format("driven by %s (phase %s): watching its lease", tostring(ev.owner), tostring(ev.phase))
+  end,
+  done_elsewhere = function(ev)
+    return string_format("done under %s: %s (%s start(s), %s resume(s))", tostring(ev.owner), tostring(ev.status),
+      num(ev.starts), num(ev.resumes))
+  end,
 }
 
 -- the name of the replication of an event: its identifier, else the last

@@ -10,7 +10,8 @@ local common = require "dms.runbook.common"
 local cdc = require "dms.runbook.cdc"
 local fleet = require "dms.runbook.fleet"
 -- commands of their own modules: COMMANDS, add_commands(parser), run(args, ctx)
-local MODULES = { (require "dms.runbook.tables"), (require "dms.runbook.configs") }
+local journal = require "dms.runbook.journal"
+local MODULES = { (require "dms.runbook.tables"), (require "dms.runbook.configs"), journal }
 
 local M = {}
 
@@ -37,6 +38,16 @@ killed and run again goes on with each where it was. On a terminal a live table
 each with its arn and id. The exit code is 0 when every replication reached the
 target, else the most severe of theirs: 4, 3, 1, 5, then 6.
 
+Runbooks on several hosts: --journal dynamodb://TABLE keeps the state and a
+lease of each replication in a DynamoDB table (create it once with
+`dms-runbook journal create-table TABLE`). A host drives the replications
+whose lease it holds, renewed every third of --lease (default 300 s); the same
+fleet started on several hosts splits its replications between them, and a
+host takes over, from the saved state, the leases of a host that died once
+they expire. A runbook that loses its lease sends nothing more for that
+replication (LeaseLost, exit code 6). `journal list TABLE` shows who drives
+what.
+
 reload-target (drops and reloads the target tables) is sent only with
 --start-type reload-target --allow-reload-target. A FATAL_ERROR stop is never
 resumed automatically.
@@ -52,7 +63,8 @@ Exit codes:
   4  the replication stopped with a fatal error
   5  timeout
   6  another runbook holds the lock of this replication (one lock per ARN, in
-     --lock-dir, whatever the --state-file)]]
+     --lock-dir, whatever the --state-file), or the lease of a shared journal
+     was lost (LeaseLost)]]
 
 local WAIT_FOR = { "running", "full-load-complete", "stopped" }
 local STOP_WAIT_FOR = { "stopping", "stopped", "deprovisioned" }
@@ -92,6 +104,7 @@ local function build_parser()
   p:option("--lock-dir", "Directory of the replication's lock file, one per ARN whatever the state file "
     .. "(default: $XDG_RUNTIME_DIR, $TMPDIR or /tmp).")
     :argname("<dir>")
+  journal.add_options(p)
   p:option("--poll-interval", "Seconds between two polls (default 15).", nil, positive):argname("<s>")
   p:option("--timeout", "Give up after this many seconds (default 21600); bounds every request too.", nil,
     positive):argname("<s>")
@@ -194,7 +207,7 @@ local function exit_code(err)
   if code == "AssessmentFailed" then return EXIT.assessment end
   if code == "FatalStop" then return EXIT.fatal end
   if code == "Timeout" and err.kind == "workflow" then return EXIT.timeout end
-  if code == "Locked" then return EXIT.locked end
+  if code == "Locked" or code == "LeaseLost" then return EXIT.locked end
   if code == "ReloadNotAllowed" then return EXIT.usage end
   if type(err) == "table" and (err.kind == "validation" or err.kind == "config") then return EXIT.usage end
   return EXIT.error
@@ -264,6 +277,15 @@ function M.main(argv)
     return usage("a fleet keeps one state file per replication: use --state-dir")
   end
   if args.concurrency and args.concurrency % 1 ~= 0 then return usage("--concurrency must be a whole number") end
+  local shared, jerr = journal.parse(args.journal, args)
+  if args.journal and not shared then return usage(jerr) end
+  if not shared and (args.owner or args.lease or args.journal_endpoint or args.journal_region) then
+    return usage("--owner, --lease, --journal-endpoint and --journal-region go with --journal dynamodb://TABLE")
+  end
+  if shared and (args.state_file or args.state_dir or args.lock_dir) then
+    return usage("--journal dynamodb://TABLE keeps the state and the lease: drop --state-file, --state-dir and "
+      .. "--lock-dir")
+  end
   if args.state_dir then
     local dir = args.state_dir:gsub("'", "'\\''")
     os.execute("mkdir -p -- '" .. dir .. "' 2>/dev/null")
@@ -282,6 +304,8 @@ function M.main(argv)
   end
 
   local opts = {
+    journal = shared,
+    owner = shared and args.owner or nil,
     replication_config_arn = names[1],
     state_file = args.state_file,
     state_dir = args.state_dir,

@@ -19,7 +19,7 @@ local M = {}
 local LOGGED = {
   started = true, stopped = true, resume_wait = true, start_refused = true, start_unknown = true,
   stop_sent = true, stop_unknown = true, error = true, warning = true, done = true, ready = true,
-  throttled = true, poll_error = true, capacity_wait = true,
+  throttled = true, poll_error = true, capacity_wait = true, held_elsewhere = true, done_elsewhere = true,
 }
 
 -- what a row shows in its last column, by event type
@@ -41,12 +41,16 @@ local NOTES = {
   done = function() return "done" end,
   ready = function() return "started" end,
   error = function(ev) return tostring(ev.code) end,
+  lease_taken = function(ev) return ev.from and "taken over" or "" end,
+  held_elsewhere = function() return "driven by another host" end,
+  done_elsewhere = function() return "done elsewhere" end,
 }
 
 -- the phase of a row, by event type (others leave it)
 local PHASES = {
   queued = "queued", start_sent = "flight", resume_sent = "flight", started = "flight", stop_sent = "flight",
-  done = "done", ready = "done", error = "failed",
+  done = "done", ready = "done", error = "failed", held_elsewhere = "elsewhere", lease_taken = "waiting",
+  done_elsewhere = "done",
 }
 
 local Board = {}
@@ -103,12 +107,21 @@ function Board:event(ev)
      and ev.status ~= "failed" then
     phase = "flight"
   end
-  if phase and r.phase ~= "done" and r.phase ~= "failed" and r.phase ~= "locked" then r.phase = phase end
+  if phase and r.phase ~= "done" and r.phase ~= "failed" and r.phase ~= "locked"
+     and not (phase == "waiting" and r.phase ~= "elsewhere") then
+    r.phase = phase
+  end
   local note = NOTES[ev.type]
   if note then r.note = note(ev) end
   if ev.type == "error" then r.code = ev.code end
+  -- a shared journal: who drives it
+  if type(ev.owner) == "string" and (ev.type == "lease_taken" or ev.type == "held_elsewhere"
+     or ev.type == "done_elsewhere" or ev.type == "error") then
+    r.owner = ev.owner
+    self.shared = true
+  end
 
-  if LOGGED[ev.type] then
+  if LOGGED[ev.type] or (ev.type == "lease_taken" and ev.from) then
     local now = core.monotonic()
     if ev.type == "throttled" or ev.type == "poll_error" then
       -- every replication of a round says so: once a second is enough
@@ -150,7 +163,7 @@ function Board:maybe_draw()
 end
 
 local function counts(self)
-  local c = { waiting = 0, queued = 0, flight = 0, done = 0, failed = 0, locked = 0 }
+  local c = { waiting = 0, queued = 0, flight = 0, done = 0, failed = 0, locked = 0, elsewhere = 0 }
   local codes = {}
   for _, key in ipairs(self.order) do
     local r = self.rows[key]
@@ -174,6 +187,7 @@ function Board:summary()
   if c.waiting > 0 then parts[1] = parts[1] .. string_format(", %d waiting", c.waiting) end
   parts[1] = parts[1] .. string_format(", %d failed%s", c.failed, failed)
   if c.locked > 0 then parts[1] = parts[1] .. string_format(", %d locked by another runbook", c.locked) end
+  if c.elsewhere > 0 then parts[1] = parts[1] .. string_format(", %d driven by other hosts", c.elsewhere) end
   local info = self.round
   if info then
     parts[#parts + 1] = string_format("round %d: %d replication%s in %d request%s, %.0f ms", info.round,
@@ -184,7 +198,7 @@ function Board:summary()
   return table_concat(parts, " | ")
 end
 
-local RANK = { flight = 1, failed = 2, locked = 3, waiting = 4, queued = 5, done = 6 }
+local RANK = { flight = 1, failed = 2, locked = 3, waiting = 4, queued = 5, elsewhere = 6, done = 7 }
 
 -- the table's lines; at most `max_rows` rows (the others counted in a line)
 function Board:lines(max_rows)
@@ -221,18 +235,34 @@ function Board:lines(max_rows)
   w = math_min(w, 48)
   local fmt = "%-" .. w .. "s  %-28s %5s %7s %7s %7s  %s"
   local out = { string_format(fmt, "REPLICATION", "STATUS", "LOAD", "LOADED", "ERRORED", "RESUMES", "") }
+  local ow
+  if self.shared then
+    -- a shared journal: which host drives each one
+    ow = 10
+    for _, key in ipairs(keys) do ow = math_max(ow, #clean(self.rows[key].owner or "-")) end
+    ow = math_min(ow, 40)
+    fmt = "%-" .. w .. "s  %-" .. ow .. "s  %-28s %5s %7s %7s %7s  %s"
+    out[1] = string_format(fmt, "REPLICATION", "DRIVEN BY", "STATUS", "LOAD", "LOADED", "ERRORED", "RESUMES", "")
+  end
   local function num(v) return v == nil and "-" or tostring(math_floor(v)) end
   for _, key in ipairs(keys) do
     local r = self.rows[key]
     local load = (r.type == "cdc" or r.progress == nil) and "-" or (num(r.progress) .. "%")
     local name = clean(r.name)
     if #name > w then name = name:sub(1, w - 1) .. "~" end
-    out[#out + 1] = string_format(fmt, name, clean(r.status or "-"), load, num(r.loaded), num(r.errored),
-      tostring(r.resumes), clean(r.note or ""))
+    if ow then
+      local owner = clean(r.owner or "-")
+      if #owner > ow then owner = owner:sub(1, ow - 1) .. "~" end
+      out[#out + 1] = string_format(fmt, name, owner, clean(r.status or "-"), load, num(r.loaded), num(r.errored),
+        num(r.resumes), clean(r.note or ""))
+    else
+      out[#out + 1] = string_format(fmt, name, clean(r.status or "-"), load, num(r.loaded), num(r.errored),
+        num(r.resumes), clean(r.note or ""))
+    end
   end
   if hidden then
     local parts = {}
-    for _, p in ipairs({ "flight", "failed", "locked", "waiting", "queued", "done" }) do
+    for _, p in ipairs({ "flight", "failed", "locked", "waiting", "queued", "elsewhere", "done" }) do
       if hidden[p] then parts[#parts + 1] = hidden[p] .. " " .. (p == "flight" and "in flight" or p) end
     end
     out[#out + 1] = string_format("... and %d more (%s)", hidden.n, table_concat(parts, ", "))

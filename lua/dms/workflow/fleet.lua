@@ -23,6 +23,14 @@
 --     (journal.lua), its patience (await_start, await_stop, stale reads)
 --     counted in the looks the rounds give it. One session's failure ends that
 --     session only.
+--   * With a shared journal (DynamoDB, journal_dynamodb.lua): a session takes
+--     its replication's lease once admitted (at most `concurrency` sessions
+--     of this host hold leases; a session waiting on another host's lease
+--     gives its place back), so hosts running the same fleet split it. A
+--     round first renews the leases of its lookers that are due (one
+--     conditional UpdateItem each) and a lost lease is that looker's answer
+--     (LeaseLost) instead of a describe; the scheduler's sleep is cut to
+--     renew every lease held at each third of its length.
 --
 -- Sessions run as coroutines: the session code calls fleet:look,
 -- fleet:sleep and fleet:take_slot, which yield to the scheduler (Fleet:run).
@@ -185,6 +193,9 @@ function M.new(client, o)
     rounds = 0,
     requests = 0,        -- DescribeReplications requests of the rounds
     max_in_flight = 0,
+    store = o.journal_store,   -- a shared journal's
+    admitted = 0,        -- sessions holding (or taking) a lease
+    admit_queue = {},
   }, Fleet)
   self.t0 = self.clock()
   self.deadline = self.t0 + self.timeout
@@ -329,7 +340,9 @@ function Fleet:add(s, method, key)
   s.fleet = self
   local m = { s = s, key = key or s.arn, arn = s.arn, state = "run", args = {} }
   m.co = co_create(function()
-    local ok, err = s:open()
+    if self.store then self:admit(s) end
+    local ok, err, elsewhere_err = s:open()
+    if ok == false then return err, elsewhere_err end     -- ended under another host
     if not ok then return s:fail(err) end
     local fine, res, res_err = pcall(method, s)
     if not fine then return s:fail(werr("InternalError", tostring(res))) end
@@ -365,10 +378,43 @@ local function release(self, m)
     m.s.slot = false
     self.in_flight = self.in_flight - 1
   end
+  if m.s and m.s.admitted then
+    m.s.admitted = false
+    self.admitted = self.admitted - 1
+  end
+end
+
+-- Called by a session before it takes a shared journal's lease: returns
+-- once fewer than `concurrency` sessions of this fleet hold one.
+function Fleet:admit(s)
+  if s.admitted then return end
+  if self.admitted < self.limit then
+    s.admitted = true
+    self.admitted = self.admitted + 1
+    return
+  end
+  self.admit_queue[#self.admit_queue + 1] = self.by_session[s]
+  co_yield("admit")
+end
+
+-- a session waiting on another host's lease gives its place back
+function Fleet:unadmit(s)
+  if not s.admitted then return end
+  s.admitted = false
+  self.admitted = self.admitted - 1
+  self:grant()
 end
 
 -- gives free slots to the members waiting for one, in turn
 function Fleet:grant()
+  while self.admitted < self.limit and #self.admit_queue > 0 do
+    local m = table_remove(self.admit_queue, 1)
+    if m.state == "admit" then
+      m.s.admitted = true
+      self.admitted = self.admitted + 1
+      m.state, m.args = "run", {}
+    end
+  end
   while self.in_flight < self.limit and #self.queue > 0 do
     local m = table_remove(self.queue, 1)
     if m.state == "queue" then
@@ -432,18 +478,28 @@ function Fleet:step(m)
     m.state, m.wake = "sleep", a
   elseif what == "queue" then
     m.state = "queue"
+  elseif what == "admit" then
+    m.state = "admit"
   else
     pcall(m.s.close, m.s)
     self:finish(m, nil, werr("InternalError", "a session yielded " .. tostring(what) .. tostring(b or "")))
   end
 end
 
--- runs every member that can go on until each waits (or ends)
+-- runs every member that can go on until each waits (or ends). With a
+-- shared journal each host begins at its own place in the list (from its
+-- owner's name), so that hosts started together reach for different leases.
 function Fleet:run_pass()
+  local members, n = self.members, #self.members
+  local offset = 0
+  if self.store and n > 1 then
+    offset = (tonumber(core.sha256_hex(self.store.owner):sub(1, 8), 16) or 0) % n
+  end
   local again = true
   while again do
     again = false
-    for _, m in ipairs(self.members) do
+    for i = 1, n do
+      local m = members[(i + offset - 1) % n + 1]
       if m.state == "run" then
         self:step(m)
         again = true
@@ -455,6 +511,23 @@ end
 function Fleet:round(lookers)
   local t0 = core.monotonic()
   local arns, left = {}, 0
+  if self.store then
+    -- the leases first: a looker whose lease is lost gets that instead of a describe
+    local kept = {}
+    for _, m in ipairs(lookers) do
+      local ok, err = m.s:guard()
+      if ok then
+        kept[#kept + 1] = m
+      else
+        m.state, m.args = "run", { nil, err }
+      end
+    end
+    lookers = kept
+    if #lookers == 0 then
+      self.last_round = self:now()
+      return
+    end
+  end
   for i, m in ipairs(lookers) do
     arns[i] = m.arn
     left = math_max(left, m.s:remaining())
@@ -500,10 +573,60 @@ function Fleet:wait(lookers)
   local at = due + i * j * (2 * self.random() - 1)
   if self.hold_until and at < self.hold_until then at = self.hold_until end
   local now = self:now()
-  if at > now then self.sleep_fn(at - now) end
+  if self.store then
+    self:sleep_renewing(at - now)
+  elseif at > now then
+    self.sleep_fn(at - now)
+  end
   local window = due + i * M.JOIN_WINDOW
+  local waiting = {}
   for _, m in ipairs(self.members) do
-    if m.state == "sleep" and m.wake <= window then m.state = "run" end
+    if m.state == "sleep" and m.wake <= window then
+      m.state = "run"
+      if m.s.waiting_lease and m.s.journal then waiting[#waiting + 1] = m end
+    end
+  end
+  self:prefetch_leases(waiting)
+end
+
+-- The items of the sessions that wake to look at another host's lease again,
+-- read together (BatchGetItem of up to 100 keys, ConsistentRead) rather than
+-- one GetItem each; on failure each reads its own.
+function Fleet:prefetch_leases(waiting)
+  if #waiting < 2 or not self.store then return end
+  local arns = {}
+  for i, m in ipairs(waiting) do arns[i] = m.arn end
+  local ok, items = pcall(self.store.get_many, self.store, arns)
+  if not ok or type(items) ~= "table" then return end
+  for _, m in ipairs(waiting) do m.s.journal.prefetched = items[m.arn] or false end
+end
+
+-- the earliest monotonic time a lease of this fleet needs renewing (nil: none held)
+function Fleet:lease_due()
+  local due
+  for _, m in ipairs(self.members) do
+    local jn = m.s and m.state ~= "done" and m.s.journal
+    local d = jn and jn:due()
+    if d and (not due or d < due) then due = d end
+  end
+  return due
+end
+
+-- Sleeps `seconds`, waking to renew each lease held when a third of it has
+-- passed (a lease lost is found by its session at its next DMS call).
+function Fleet:sleep_renewing(seconds)
+  local wake = core.monotonic() + seconds
+  while true do
+    local now = core.monotonic()
+    if now >= wake then return end
+    local due = self:lease_due()
+    if not due or due >= wake then return self.sleep_fn(wake - now) end
+    if due > now then self.sleep_fn(due - now) end
+    for _, m in ipairs(self.members) do
+      local jn = m.s and m.state ~= "done" and m.s.journal
+      local d = jn and jn:due()
+      if d and d <= core.monotonic() then jn:check() end
+    end
   end
 end
 
@@ -561,6 +684,11 @@ function Fleet:outcome(target)
   end
   local out = { ok = #failed == 0, results = results, order = order, failed = failed, rounds = self.rounds,
                 requests = self.requests, max_in_flight = self.max_in_flight, elapsed = self:now() - self.t0 }
+  if self.store then
+    local counts = {}
+    for k, v in pairs(self.store.counts) do counts[k] = v end
+    out.journal = { table = self.store.table, owner = self.store.owner, counts = counts }
+  end
   if out.ok then return out end
   local names = {}
   for i, key in ipairs(failed) do

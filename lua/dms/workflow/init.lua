@@ -48,7 +48,11 @@
 --   * with a state file, each transition is written atomically before the
 --     action it announces, so a runbook killed at any point and run again goes
 --     on where it was;
---   * a lock per replication keeps two runbooks from driving one replication.
+--   * a lock per replication keeps two runbooks from driving one replication:
+--     an flock on this host (the files journal, the default), or a lease in a
+--     DynamoDB table that runbooks on several hosts share
+--     (journal = { dynamodb = { table = "dms-runbooks" } }, owner = "..."),
+--     with the state in the same item; see journal_dynamodb.lua.
 --
 -- Every public function returns a result or nil, err (err.kind "workflow" for
 -- the workflow's own outcomes: AssessmentFailed, FatalStop, Timeout, Locked,
@@ -65,6 +69,7 @@ local tables = require "dms.workflow.tables"
 local core = require "dms.core"
 local model = require "dms.model"
 local fleet = require "dms.workflow.fleet"
+local journal_dynamodb = require "dms.workflow.journal_dynamodb"
 
 local M = { _VERSION = "0.2.0" }
 
@@ -192,6 +197,20 @@ local function check_options(client, opts, targets, default_target, many)
   for _, k in ipairs({ "state_file", "lock_dir" }) do
     if o[k] ~= nil and type(o[k]) ~= "string" then return nil, verr(k .. " must be a string") end
   end
+  if o.journal ~= nil then
+    local settings, jerr = journal_dynamodb.check(o.journal, o.owner)
+    if not settings then return nil, jerr end
+    for _, k in ipairs({ "state_file", "state_dir", "lock_dir" }) do
+      if o[k] ~= nil then
+        return nil, verr(k .. " goes with the files journal: the DynamoDB journal keeps the state and the lease "
+          .. "in its table")
+      end
+    end
+    o.journal = settings
+  elseif o.owner ~= nil then
+    return nil, verr("owner goes with a shared journal: journal = { dynamodb = { table = ... } }")
+  end
+  o.journal_store = nil
   for _, k in ipairs({ "on_event", "sleep", "clock", "random" }) do
     if o[k] ~= nil and type(o[k]) ~= "function" then return nil, verr(k .. " must be a function") end
   end
@@ -243,6 +262,21 @@ local function drive(client, o, names, method, lock_mode, lookup_arns, many)
   return f
 end
 
+-- The shared journal of a call (journal = { dynamodb = ... }): its store,
+-- with a DynamoDB client made from the DMS client's configuration, or nil.
+local function open_store(client, o)
+  if not o.journal then return true end
+  local ok, store, err = pcall(journal_dynamodb.store, client, o.journal)
+  if not ok then return nil, session.werr("InternalError", tostring(store)) end
+  if not store then return nil, err end
+  o.journal_store = store
+  return store
+end
+
+local function close_store(o)
+  if o.journal_store then pcall(o.journal_store.close, o.journal_store) end
+end
+
 -- A public function on one replication: check the options, then a fleet of
 -- one: open the session (lock, state), run `method`; nothing raises past
 -- this point.
@@ -254,7 +288,10 @@ local function step(method, targets, default_target, lock_mode)
       err = check_state_dir(o.state_dir)
       if err then return nil, err end
     end
+    local sok, serr = open_store(client, o)
+    if not sok then return nil, serr end
     local fine, f = pcall(drive, client, o, { o.replication_config_arn }, method, lock_mode, false)
+    close_store(o)
     if not fine then return nil, session.werr("InternalError", tostring(f)) end
     local m = f.members[1]
     if m.res then return m.res end
@@ -271,7 +308,10 @@ local function many(method, targets, default_target, lock_mode)
       err = check_state_dir(o.state_dir)
       if err then return nil, err end
     end
+    local sok, serr = open_store(client, o)
+    if not sok then return nil, serr end
     local fine, f = pcall(drive, client, o, o.replication_config_arns, method, lock_mode, true, true)
+    close_store(o)
     if not fine then return nil, session.werr("InternalError", tostring(f)) end
     return f:outcome(o.wait_for)
   end

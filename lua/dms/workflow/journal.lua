@@ -1,6 +1,9 @@
 -- Where a runbook keeps what it must not forget: its state (the record the
 -- session saves before each action) and the lock that keeps a second runbook
--- off the replication. This is the files backend: a state file written
+-- off the replication. Two backends with one interface (open, load, save,
+-- check, due, close): files, here, the default; and DynamoDB
+-- (journal_dynamodb.lua), a lease and the state in a table that runbooks on
+-- several hosts share. This is the files backend: a state file written
 -- atomically (dms.core.write_file_atomic: a new file, fsync, rename, fsync of
 -- the directory) and an flock per replication in lock_dir, named after the
 -- ARN, which the kernel drops when the process dies.
@@ -125,7 +128,11 @@ Journal.__index = Journal
 -- (no lock), or "try": when another runbook holds the lock, a journal that
 -- neither locks nor reads or writes the state (its `bypassed` field holds the
 -- Locked error), for an operator's stop that must go through.
+-- With opts.store (journal_dynamodb.lua's), the journal is that store's: the
+-- lease and the state in one DynamoDB item, with the same methods and
+-- check() (before each DMS call) and due() (when its lease needs renewing).
 function M.open(opts)
+  if opts.store then return opts.store:open(opts) end
   local self = setmetatable({ arn = opts.arn, state_file = opts.state_file }, Journal)
   if opts.lock ~= false then
     local path = M.lock_path(opts.arn, opts.lock_dir)
@@ -162,6 +169,10 @@ function Journal:save(record)
   end
   return true
 end
+
+-- a lock held on this host's disk needs neither renewing nor checking
+function Journal.check() return true end
+function Journal.due() return nil end
 
 function Journal:close()
   if self.lock then

@@ -12,7 +12,11 @@
 --     reconcile (a start left pending by a killed process);
 --   * crash-safe: save writes the journal before the request leaves
 --     (phase starting/resuming with start_pending), load goes on from it;
---   * one runbook per replication: the journal's lock, taken in open.
+--   * one runbook per replication: the journal's lock, taken in open; with
+--     a shared journal (DynamoDB), a lease checked by guard before each DMS
+--     call and renewed while the run lasts: a lease lost means nothing more
+--     is sent (LeaseLost), and a lease another host holds is waited on
+--     (wait_lease) and taken over, from the saved state, once it expires.
 --
 -- A session is driven by a fleet (fleet.lua), one or many sessions at once:
 -- its describes (describe_once) and pauses (pause) are handed to the fleet,
@@ -91,6 +95,8 @@ function M.new(client, o)
   }, Session)
   self.t0 = clock()
   self.deadline = self.t0 + self.timeout
+  self.store = o.journal_store
+  if self.store then self.t0_wall = self.store.wall() end
   return self
 end
 
@@ -241,12 +247,113 @@ function Session:load()
   return true
 end
 
--- takes the lock and loads the state; returns true | nil, err
+-- The item of a shared journal shows a run that ended under another owner
+-- during this call: after this session saw that owner hold the lease, or
+-- after the call began (by the writer's clock). A run that ended before is a
+-- previous one: this call begins a new run, as with the files journal.
+function Session:ended_elsewhere(item)
+  if not (item and phases.TERMINAL[item.phase] and item.phase ~= phases.NEW) then return false end
+  local owner = item.owner or item.last_owner
+  if owner == nil or owner == self.store.owner then return false end
+  return self.seen_elsewhere or (tonumber(item.updated_at) or 0) >= self.t0_wall
+end
+
+-- The result of a replication a run of another host ended: its outcome
+-- (phase done) or its error, with the owner that drove it.
+function Session:elsewhere_result(item)
+  local rec = type(item.state) == "string" and require("cjson.safe").decode(item.state)
+  if type(rec) ~= "table" then rec = {} end
+  local owner = item.owner or item.last_owner
+  self.driven_by = owner
+  if item.phase == phases.DONE then
+    self:emit("done_elsewhere", nil, { owner = owner, phase = item.phase, status = rec.status,
+      starts = rec.starts, resumes = rec.resumes })
+    return { ok = true, arn = self.arn, id = self.id, owner = owner, elsewhere = true, events = self.events,
+             starts = math.floor(tonumber(rec.starts) or 0), resumes = math.floor(tonumber(rec.resumes) or 0),
+             start_type = rec.start_type,
+             status = rec.status, elapsed = self:now() - self.t0 }
+  end
+  local code = type(rec.last_error) == "string" and rec.last_error
+    or (item.phase == phases.STOPPED and "Stopped" or "Failed")
+  local err = werr(code, string_format("%s ended %s under %s%s", self:name(), item.phase, tostring(owner),
+    type(rec.last_error) == "string" and (" (" .. rec.last_error .. ")") or ""), { owner = owner, elsewhere = true })
+  self:emit("error", nil, { code = err.code, kind = err.kind, message = err.message, owner = owner })
+  err.events, err.arn, err.id = self.events, self.arn, self.id
+  return nil, err
+end
+
+-- Another owner holds the lease of a shared journal: looks at the item again
+-- every third of the lease (or just after it expires) and takes it when it
+-- is free. Returns true (held) | false, res, err (the run ended under the
+-- other owner: its result) | nil, err.
+function Session:wait_lease(j)
+  local store = j.store
+  while true do
+    if j.ended then return false, self:elsewhere_result(j.ended) end
+    if not j.held then return true end
+    local item = j.held
+    if not store.wait then
+      return nil, werr("Locked", string_format("%s is driven by %s (lease in DynamoDB table %s)", self:name(),
+        tostring(item.owner), store.table), { owner = item.owner })
+    end
+    self.seen_elsewhere = true
+    self.driven_by = item.owner
+    if self.held_by ~= item.owner then
+      self.held_by = item.owner
+      self:emit("held_elsewhere", nil, { owner = item.owner, lease_expires = item.lease_expires, phase = item.phase,
+                                         fence = item.fence })
+    end
+    if self.fleet then self.fleet:unadmit(self) end
+    if self:remaining() <= 0 then
+      return nil, werr("Timeout", string_format("%s was still driven by %s after %s s", self:name(),
+        tostring(item.owner), tostring(self.timeout)), { owner = item.owner })
+    end
+    local wait = store:check_every()
+    local expiry = (tonumber(item.lease_expires) or 0) - store.wall() + 0.05
+    if expiry > 0 and expiry < wait then wait = expiry end
+    self.waiting_lease = true
+    self:pause(wait)
+    self.waiting_lease = false
+    if self.fleet then self.fleet:admit(self) end
+    local ok, err = j:take()
+    if not ok then return nil, err end
+  end
+end
+
+-- Before each DMS call for this replication: true | nil, err (LeaseLost:
+-- the lease of the shared journal may have lapsed and could not be renewed;
+-- nothing more is sent for it).
+function Session:guard()
+  local j = self.journal
+  if not j then return true end
+  return j:check()
+end
+
+-- takes the lock and loads the state; returns true | nil, err | false, res,
+-- err (a shared journal shows the run ended under another owner: its result)
 function Session:open()
+  local store = self.store
   local j, err = journal.open({ arn = self.arn, state_file = self.opts.state_file, lock_dir = self.opts.lock_dir,
-                                lock = self.opts.lock ~= false and (self.lock_mode or true) })
+                                lock = self.opts.lock ~= false and (self.lock_mode or true), store = store,
+                                -- an operator's stop ("try") goes through whatever another host did
+                                ended = store and self.lock_mode ~= "try"
+                                  and function(item) return self:ended_elsewhere(item) end or nil })
   if not j then return nil, err end
   self.journal = j
+  if store and not j.bypassed then
+    local held, res, rerr = self:wait_lease(j)
+    if held == false then
+      self.journal = nil
+      return false, res, rerr
+    end
+    if not held then
+      self.journal = nil
+      return nil, res
+    end
+    self.driven_by = store.owner
+    self:emit("lease_taken", nil, { owner = store.owner, fence = j.fence, from = j.taken_from,
+                                    lease = store.lease })
+  end
   if j.bypassed then
     self:emit("warning", nil, { message = j.bypassed.message .. "; going ahead without its lock and state file",
                                 code = "Locked" })
@@ -271,6 +378,8 @@ end
 
 function Session:describe_once()
   if self.fleet then return self.fleet:look(self) end
+  local ok, gerr = self:guard()
+  if not ok then return nil, gerr end
   local resp, err = self.client:describe_replications({
     Filters = { { Name = "replication-config-arn", Values = { self.arn } } },
   }, self:call_options())
@@ -444,7 +553,9 @@ function Session:send_start(start_type, repl, is_resume)
     assessment_settings = params.PremigrationAssessmentSettings and true or nil,
   })
 
-  local resp
+  local resp, gerr
+  resp, gerr = self:guard()
+  if not resp then return nil, gerr end
   resp, err = self.client:start_replication(params, self:call_options())
   if resp and type(resp.Replication) == "table" then
     return self:confirm(start_type, resp.Replication, is_resume, "response")
@@ -625,13 +736,13 @@ function Session:outcome(repl, phase)
     ok = true, arn = self.arn, id = self.id, replication = repl, events = self.events, starts = self.state.starts,
     resumes = self.state.resumes, start_type = self.state.start_type,
     assessment = R.current_assessment(repl), elapsed = self:now() - self.t0,
-    table_errors = tables.reported(self),
+    table_errors = tables.reported(self), owner = self.store and self.store.owner or nil,
   }
 end
 
 -- failures that say nothing about the run: the saved phase stays
 local KEEP_PHASE = { Timeout = true, Locked = true, StateMismatch = true, StateFile = true, LockFailed = true,
-                     PhaseTransition = true }
+                     PhaseTransition = true, LeaseLost = true, JournalUnavailable = true, JournalConflict = true }
 
 function Session:fail(err)
   if type(err) ~= "table" then err = werr("Error", tostring(err)) end
@@ -642,7 +753,9 @@ function Session:fail(err)
       self:save({ last_error = err.code })
     end
   end
-  self:emit("error", err.replication or self.repl, { code = err.code, kind = err.kind, message = err.message })
+  if self.store and err.owner == nil then err.owner = self.driven_by end
+  self:emit("error", err.replication or self.repl, { code = err.code, kind = err.kind, message = err.message,
+                                                      owner = err.owner })
   if err.replication == nil then err.replication = self.repl end
   err.events = self.events
   err.arn, err.id = self.arn, self.id
@@ -821,7 +934,9 @@ function Session:send_stop(repl)
                                stop_since = self:now(), before_stop = before })
   if not ok then return nil, serr end
   self:emit("stop_sent", repl)
-  local resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn }, self:call_options())
+  local resp, err = self:guard()
+  if not resp then return nil, err end
+  resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn }, self:call_options())
   if resp and type(resp.Replication) == "table" then
     self:observe(resp.Replication)
     ok, serr = self:save({ stop_pending = false })
@@ -839,6 +954,8 @@ function Session:send_stop(repl)
   if not shown then
     -- no sign of it for as long as it could take: it did not reach DMS
     self:emit("stop_sent", fresh, { attempt = 2 })
+    resp, err = self:guard()
+    if not resp then return nil, err end
     resp, err = self.client:stop_replication({ ReplicationConfigArn = self.arn }, self:call_options())
     if not resp and err.code ~= "InvalidResourceStateFault" and not err.outcome_unknown then
       return nil, err

@@ -281,6 +281,8 @@ function M.watch(s, repl)
   if not due or now < w.next_try then return end
   local left = s:remaining()
   if left <= 0 then return end
+  -- a lease of a shared journal that may have lapsed: nothing is sent
+  if s.guard and not s:guard() then return end
   w.last = now
 
   local res, err = M.list(s.client, { replication_config_arn = s.arn, timeout = left })
