@@ -151,6 +151,28 @@ describe("bin/dms-runbook", function()
     assert.are.same({ "start-replication", "resume-processing" }, start_types(emu))
   end)
 
+  it("run again with a shorter request timeout, still waits out the start the killed run left in flight", function()
+    -- DMS holds the first start 4 s before it applies it; the runbook that sent
+    -- it (a 30 s request timeout) is killed meanwhile, and the next one (1 s)
+    -- must not send its own start while the first can still arrive
+    local state = dir .. "/inflight.json"
+    slow:fault({ operation = "StartReplication", fault = "delay", seconds = 4 })
+    local pid = background("run --arn " .. ARN .. " --state-file " .. state .. " --poll-interval 0.05"
+      .. " --request-timeout 30", slow.url, "inflight")
+    wait_until(function() return #slow:requests("StartReplication") == 1 end)
+    os.execute("kill -9 " .. pid)
+    assert.is_true(cjson.decode(read(state)).start_pending)
+    local code, out, err = runbook("run --arn " .. ARN .. " --state-file " .. state .. " --poll-interval 0.05"
+      .. " --request-timeout 1", slow.url)
+    assert.are.equal(0, code, err)
+    local started
+    for _, ev in ipairs(events(out)) do if ev.type == "started" then started = ev end end
+    assert.are.equal("described after a restart", started.how)
+    local log = slow:requests("StartReplication")
+    assert.are.equal(1, #log)
+    assert.are.equal(200, log[1].status)
+  end)
+
   it("killed with SIGKILL after the start and run again: one start, no reload, ends running", function()
     local state = dir .. "/killed.json"
     local args = "run --arn " .. ARN .. " --state-file " .. state .. " --poll-interval 0.05"

@@ -61,6 +61,16 @@ describe("workflow.replication", function()
     assert.is_false(R.predates(repl("running"), 100))
   end)
 
+  it("reads the state an InvalidResourceStateFault names", function()
+    assert.are.equal("running", R.refused_in("Replication is in RUNNING state and cannot start"))
+    assert.are.equal("preparing_metadata_resources",
+      R.refused_in("Replication is in PREPARING_METADATA_RESOURCES state and cannot start"))
+    assert.are.equal("modifying", R.refused_in("arn:... is in MODIFYING state and cannot start"))
+    assert.is_nil(R.refused_in("Replication capacity is in DEPROVISIONING state and cannot start"))
+    assert.is_nil(R.refused_in("Replication of type full-load cannot resume processing"))
+    assert.is_nil(R.refused_in(nil))
+  end)
+
   it("reads the capacity and the current assessment", function()
     assert.is_true(R.capacity_released(repl("stopped")))
     assert.is_true(R.capacity_released(repl("stopped", { ProvisionData = { ProvisionState = "deprovisioned" } })))

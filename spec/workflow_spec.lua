@@ -703,6 +703,21 @@ describe("dms.workflow", function()
       assert.truthy(describes_between >= workflow.DEFAULTS.max_stale_polls, describes_between)
     end)
 
+    it("takes DMS's refusal naming a run under way for its earlier start, however long the reads lag", function()
+      lag:fault({ operation = "StartReplication", fault = "drop_after" })
+      lag:fault({ operation = "DescribeReplications", fault = "stale", count = 150 })
+      local opts, events = lag_options({ poll = { interval = 0.05, timeout = 60, jitter = 0 } })
+      local outcome, err = workflow.run(lag_client, opts)
+      assert.is_nil(err)
+      assert.is_true(outcome.ok)
+      assert.are.equal("running", outcome.replication.Status)
+      assert.are.equal(1, outcome.starts)
+      assert.are.equal("refused after an earlier attempt", find(events, "started").how)
+      local log = lag:requests("StartReplication")
+      assert.are.equal(2, #log)
+      assert.are.equal("InvalidResourceStateFault", log[2].error)
+    end)
+
     it("after a restart, waits out lagging reads before it starts again", function()
       -- a runbook killed right after sending a start DMS applies late
       local path = dir .. "/lagging.json"

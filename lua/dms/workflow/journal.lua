@@ -97,6 +97,7 @@ local FIELDS = {
   run_start_date = "number", status = "string", stop_reason = "string", progress = "number",
   updated_at = "number", created_at = "number", pid = "number", previous = "table", last_error = "string",
   stop_sent = "boolean", pending_since = "number", stop_pending = "boolean", stop_since = "number",
+  pending_window = "number", stop_window = "number",
   before_stop = "table", tables_reported = "table",
 }
 local BEFORE = { status = "string", start_date = "number", start_type = "string" }

@@ -153,6 +153,16 @@ function M.started_since(before, repl)
   return false
 end
 
+-- The replication status an InvalidResourceStateFault names ("Replication is
+-- in RUNNING state and cannot start" -> "running"), or nil; the state of the
+-- capacity ("capacity is in DEPROVISIONING state") is not the replication's.
+function M.refused_in(message)
+  if type(message) ~= "string" then return nil end
+  local subject, state = message:match("(%a+) is in (%u[%u_]*) state")
+  if not state or subject:lower() == "capacity" then return nil end
+  return state:lower()
+end
+
 -- A view that predates a run started at `run_start_date` (eventually
 -- consistent reads): startable, and never started or stopped before that start.
 function M.predates(repl, run_start_date)

@@ -436,9 +436,18 @@ end
 
 -- The latest moment a request sent at `since` can still reach DMS: the
 -- client's whole-request timeout bounds how long it travels.
-function Session:in_flight_until(since)
+function Session:request_timeout()
+  return type(self.client.transport_opts) == "table" and self.client.transport_opts.timeout or 60
+end
+
+-- The latest moment a request sent at `since` can still reach DMS: the
+-- whole-request timeout of the process that sent it (`window`, saved with the
+-- request: a runbook run again with a shorter timeout still waits out the
+-- longer one of the process it follows) or of this process, the longer.
+function Session:in_flight_until(since, window)
   if type(since) ~= "number" then return -math.huge end
-  local t = type(self.client.transport_opts) == "table" and self.client.transport_opts.timeout or 60
+  local t = self:request_timeout()
+  if type(window) == "number" and window > t then t = window end
   return since + t
 end
 
@@ -447,9 +456,9 @@ end
 -- shown nothing (reads of DMS lag behind what it applied). The patience is the
 -- same for an attempt of this process whose answer was lost and for one a
 -- killed process left pending. Returns repl, shown | nil, err.
-function Session:await(repl, shown, since, what)
+function Session:await(repl, shown, since, what, window)
   local looks = 0
-  local settle = self:in_flight_until(since)
+  local settle = self:in_flight_until(since, window)
   while true do
     if repl then
       if shown(repl) then return repl, true end
@@ -465,17 +474,18 @@ function Session:await(repl, shown, since, what)
 end
 
 -- a start sent when the replication looked like `before` (R.before)
-function Session:await_start(before, since, repl)
-  return self:await(repl, function(r) return R.started_since(before, r) end, since, "show the start sent earlier")
+function Session:await_start(before, since, repl, window)
+  return self:await(repl, function(r) return R.started_since(before, r) end, since, "show the start sent earlier",
+    window)
 end
 
 -- a stop sent when the replication looked like `before`
-function Session:await_stop(before, since, repl)
+function Session:await_stop(before, since, repl, window)
   return self:await(repl, function(r)
     if not ACTIVE[r.Status] or r.Status == "stopping" then return true end
     local sd = stats(r).StopDate
     return sd ~= nil and (before.stop_date == nil or sd > before.stop_date + 0.0005)
-  end, since, "show the stop sent earlier")
+  end, since, "show the stop sent earlier", window)
 end
 
 -- a run we did not start is under way: from now on it is ours to watch
@@ -546,6 +556,7 @@ function Session:send_start(start_type, repl, is_resume)
     phase = is_resume and phases.RESUMING or phases.STARTING, start_sent = true, start_pending = true,
     pending_type = start_type, pending_resume = is_resume or false, before = R.before(repl),
     start_attempts = (s.start_attempts or 0) + 1, pending_since = self:now(),
+    pending_window = self:request_timeout(),
   })
   if not ok then return nil, serr end
   self:emit(is_resume and "resume_sent" or "start_sent", repl, {
@@ -566,7 +577,7 @@ function Session:send_start(start_type, repl, is_resume)
     -- StartReplication has no idempotency token: look instead of sending it again
     self.unknown_attempt = true
     self:emit("start_unknown", repl, { code = err.code, message = err.message, start_type = start_type })
-    local fresh, taken = self:await_start(s.before, s.pending_since)
+    local fresh, taken = self:await_start(s.before, s.pending_since, nil, s.pending_window)
     if not fresh then return nil, taken end
     if taken then return self:confirm(start_type, fresh, is_resume, "described") end
     -- no sign of it for as long as it could take: it did not take effect; the caller decides again
@@ -584,7 +595,16 @@ function Session:send_start(start_type, repl, is_resume)
     ok, serr = self:save({ start_pending = false })
     if not ok then return nil, serr end
     local fresh, moved
-    if self.unknown_attempt then
+    -- DMS names the state it refused in ("Replication is in RUNNING state and
+    -- cannot start"): a run under way, after an earlier attempt of ours whose
+    -- outcome is unknown, is that attempt, however long the reads lag
+    local refused_in = R.refused_in(err.message)
+    local under_way = refused_in and R.ACTIVE[refused_in] and refused_in ~= "stopping"
+    if self.unknown_attempt and under_way then
+      fresh, moved = self:poll_describe()
+      if not fresh then return nil, moved end
+      moved = true
+    elseif self.unknown_attempt then
       -- an earlier attempt of ours may be what DMS refuses for: as patient as for that attempt
       fresh, moved = self:await_start(s.before, nil)
       if not fresh then return nil, moved end
@@ -599,6 +619,7 @@ function Session:send_start(start_type, repl, is_resume)
       end
     end
     if moved and self.unknown_attempt then
+      if not R.started_since(s.before, fresh) then self.start_unseen = s.before end   -- reads still lag
       return self:confirm(start_type, fresh, is_resume, "refused after an earlier attempt")
     end
     self:emit("start_refused", fresh, { code = err.code, message = err.message, start_type = start_type })
@@ -632,7 +653,7 @@ function Session:reconcile(repl)
   local s = self.state
   if not s.start_pending then return repl end
   self.unknown_attempt = true
-  local fresh, taken = self:await_start(s.before or {}, s.pending_since, repl)
+  local fresh, taken = self:await_start(s.before or {}, s.pending_since, repl, s.pending_window)
   if not fresh then return nil, taken end
   if taken then
     return self:confirm(s.pending_type, fresh, s.pending_resume, "described after a restart")
@@ -709,6 +730,13 @@ end
 -- max_stale_polls such views the run is no longer taken as ours, and the caller
 -- decides again from what DMS shows
 function Session:stale(repl)
+  -- a start DMS showed only by refusing another one: every view that does not
+  -- show it yet predates it
+  local unseen = self.start_unseen
+  if unseen and self.ours and STARTABLE[repl.Status] then
+    if not R.started_since(unseen, repl) then return true end
+    self.start_unseen = nil
+  end
   if not self.ours or not R.predates(repl, self.state.run_start_date) then return false end
   self.stale_polls = (self.stale_polls or 0) + 1
   -- a start DMS accepted during this call is waited for (until the deadline)
@@ -931,7 +959,8 @@ end
 function Session:send_stop(repl)
   local before = { status = repl.Status, stop_date = stats(repl).StopDate }
   local ok, serr = self:save({ phase = phases.STOPPING, stop_sent = true, stop_pending = true,
-                               stop_since = self:now(), before_stop = before })
+                               stop_since = self:now(), stop_window = self:request_timeout(),
+                               before_stop = before })
   if not ok then return nil, serr end
   self:emit("stop_sent", repl)
   local resp, err = self:guard()
@@ -949,7 +978,7 @@ function Session:send_stop(repl)
   end
   -- look at what happened instead of sending it again
   self:emit("stop_unknown", repl, { code = err.code, message = err.message })
-  local fresh, shown = self:await_stop(before, self.state.stop_since)
+  local fresh, shown = self:await_stop(before, self.state.stop_since, nil, self.state.stop_window)
   if not fresh then return nil, shown end
   if not shown then
     -- no sign of it for as long as it could take: it did not reach DMS
@@ -978,7 +1007,7 @@ function Session:stop_steps()
   if s.stop_pending then
     -- a stop an earlier process sent before it could read the answer
     local shown
-    repl, shown = self:await_stop(s.before_stop or {}, s.stop_since, repl)
+    repl, shown = self:await_stop(s.before_stop or {}, s.stop_since, repl, s.stop_window)
     if not repl then return self:fail(shown) end
     local ok, serr = self:save({ stop_pending = false })
     if not ok then return self:fail(serr) end
