@@ -158,7 +158,7 @@ end
 -- capacity ("capacity is in DEPROVISIONING state") is not the replication's.
 function M.refused_in(message)
   if type(message) ~= "string" then return nil end
-  local subject, state = message:match("(%a+) is in (%u[%u_]*) state")
+  local subject, state = message:match("(%S*) is in (%u[%u_]*) state")
   if not state or subject:lower() == "capacity" then return nil end
   return state:lower()
 end
