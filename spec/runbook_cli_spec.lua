@@ -224,6 +224,13 @@ describe("bin/dms-runbook", function()
     took = core.monotonic() - t0
     assert.are.equal(5, code)
     assert.is_true(took < 6, took)
+    -- a fleet too: looking its identifiers up spends the same deadline
+    t0 = core.monotonic()
+    code = runbook("run --arn " .. ARN .. " --arn " .. emulator.ARN_CDC .. " --timeout 3 --poll-interval 0.05",
+      srv.url)
+    took = core.monotonic() - t0
+    assert.are_not.equal(0, code)
+    assert.is_true(took < 5, took)         -- not 3 s for the lookup and 3 s more for the sessions
     -- and the per-request settings
     local before = srv.requests()
     t0 = core.monotonic()

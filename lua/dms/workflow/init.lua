@@ -254,6 +254,9 @@ local function drive(client, o, names, method, lock_mode, lookup_arns, many)
       mo.replication_config_arn, mo.replication_config_arns, mo.id = e.arn, nil, e.id
       if o.state_dir and not o.state_file then mo.state_file = journal.state_path(o.state_dir, e.arn) end
       local s = session.new(client, mo)
+      -- the deadline counts from the call, not from the session's creation:
+      -- looking identifiers up spends it too
+      s.t0, s.deadline = f.t0, f.deadline
       s.lock_mode, s.compact_events = lock_mode, many
       f:add(s, method, e.key)
     end
