@@ -241,6 +241,8 @@ describe("dms.workflow", function()
     assert.is_nil(err)
     assert.are.equal("deprovisioned", find(outcome.events, "start_sent").provision_state)
     assert.are.same({ "start-replication", "resume-processing" }, start_types())
+    assert.are.equal(1, outcome.resumes)          -- an explicit resume counts as a resume
+    assert.are.equal(0, outcome.starts)
     for _, r in ipairs(starts()) do assert.are.equal(200, r.status) end   -- none refused
   end)
 

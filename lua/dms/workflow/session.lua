@@ -517,7 +517,7 @@ end
 -- Sends one StartReplication of `start_type` (after the capacity is released).
 -- Returns the replication (started, or as described again when DMS refused so
 -- the caller decides again) | nil, err.
-function Session:send_start(start_type, repl, is_resume)
+function Session:send_start(start_type, repl, is_resume, explicit)
   local err
   repl, err = self:wait_capacity(repl)
   if not repl then return nil, err end
@@ -559,7 +559,7 @@ function Session:send_start(start_type, repl, is_resume)
     pending_window = self:request_timeout(),
   })
   if not ok then return nil, serr end
-  self:emit(is_resume and "resume_sent" or "start_sent", repl, {
+  self:emit(is_resume and not explicit and "resume_sent" or "start_sent", repl, {
     start_type = start_type, attempt = is_resume and (s.resumes + 1) or s.start_attempts,
     assessment_settings = params.PremigrationAssessmentSettings and true or nil,
   })
@@ -885,7 +885,8 @@ function Session:start_steps(is_resume)
         start_type, terr = self:choose_start_type(repl)
       end
       if terr then return self:fail(terr) end
-      repl, err = self:send_start(start_type, repl, false)
+      -- an explicit resume counts as a resume, as an automatic one does
+      repl, err = self:send_start(start_type, repl, is_resume == true, true)
       if not repl then return self:fail(err) end
     elseif status == "deleting" then
       return self:fail(werr("InvalidState", self:name() .. " is being deleted", { replication = repl }))
