@@ -6,6 +6,7 @@
  *   sleep(s)                       blocks the thread (the Lua layer swaps in ngx.sleep)
  *   pid(); isatty([fd])
  *   write_file_atomic(path, data) -> true | nil, err
+ *   mkdir(path) -> true | nil, err  the directory and its missing parents (mode 0700)
  *   lock(path) -> lock | nil, err  (err.code "Locked" with err.pid when another
  *                                   process holds it); lock:release(), __gc, __close
  */
@@ -163,6 +164,38 @@ static int l_write_file_atomic(lua_State *L)
     return 1;
 }
 
+/*
+ * mkdir(path) -> true | nil, err
+ * Creates the directory and its missing parents (mode 0700, as a runbook's
+ * state is nobody else's); an existing directory is fine.
+ */
+static int l_mkdir(lua_State *L)
+{
+    size_t len, i;
+    const char *path = luaL_checklstring(L, 1, &len);
+    char *p;
+    struct stat st;
+    if (len == 0 || strlen(path) != len)
+        return return_errno(L, EINVAL, "FileError", "cannot create directory", "(an empty path or one with NUL)");
+    p = lua_newuserdata(L, len + 1);
+    memcpy(p, path, len + 1);
+    for (i = 1; i <= len; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        p[i] = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            return return_errno(L, errno, "FileError", "cannot create directory", p);
+        if (i < len)
+            p[i] = '/';
+    }
+    if (stat(path, &st) != 0)
+        return return_errno(L, errno, "FileError", "cannot create directory", path);
+    if (!S_ISDIR(st.st_mode))
+        return return_errno(L, ENOTDIR, "FileError", "cannot create directory", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 typedef struct {
     int fd;
 } lock_ud;
@@ -261,6 +294,7 @@ static const luaL_Reg sys_funcs[] = {
     {"pid", l_pid},
     {"isatty", l_isatty},
     {"write_file_atomic", l_write_file_atomic},
+    {"mkdir", l_mkdir},
     {"lock", l_lock},
     {NULL, NULL}
 };

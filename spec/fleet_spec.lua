@@ -284,8 +284,7 @@ describe("workflow fleets", function()
 
   it("keeps one state file per replication in state_dir and goes on from them", function()
     local arns = make_fleet(20)
-    local state_dir = dir .. "/states"
-    os.execute("mkdir -p " .. state_dir)
+    local state_dir = dir .. "/states/wave-1"          -- made by the fleet, parents too
     local opts = options({ replication_config_arns = arns, state_dir = state_dir, wait_for = "running" })
     local outcome = assert(workflow.run_many(client, opts))
     assert.is_true(outcome.ok)
@@ -303,10 +302,11 @@ describe("workflow fleets", function()
     for _, arn in ipairs(arns) do assert.are.equal(0, again.results[arn].starts) end
     local per_arn = starts_by_arn(emu)
     for _, arn in ipairs(arns) do assert.are.equal(1, per_arn[arn]) end
-    -- a state_dir that takes no file is refused before any request
+    -- a state_dir that cannot be made is refused before any request
     emu:clear_requests()
+    files.write(dir .. "/a-file", "x")
     local _, err = workflow.run_many(client, (options({ replication_config_arns = arns,
-                                                        state_dir = dir .. "/missing/dir" })))
+                                                        state_dir = dir .. "/a-file/dir" })))
     assert.are.equal("StateFile", err.code)
     assert.are.same({}, emu:requests())
   end)

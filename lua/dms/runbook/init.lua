@@ -286,10 +286,6 @@ function M.main(argv)
     return usage("--journal dynamodb://TABLE keeps the state and the lease: drop --state-file, --state-dir and "
       .. "--lock-dir")
   end
-  if args.state_dir then
-    local dir = args.state_dir:gsub("'", "'\\''")
-    os.execute("mkdir -p -- '" .. dir .. "' 2>/dev/null")
-  end
   if args.allow_reload_target and args.start_type ~= "reload-target" then
     return usage("--allow-reload-target goes with --start-type reload-target")
   end

@@ -234,8 +234,10 @@ for k in pairs(M.STOP_WAIT_FOR) do ANY_TARGET[k] = true end
 
 -- A state_dir must take files before the first request.
 local function check_state_dir(dir)
-  local probe = dir .. "/.dms-runbook-probe-" .. require("dms.core").pid()
-  local ok, err = require("dms.core").write_file_atomic(probe, "")
+  local made, merr = core.mkdir(dir)
+  if not made then return session.werr("StateFile", "cannot create state_dir " .. dir .. ": " .. merr.message) end
+  local probe = dir .. "/.dms-runbook-probe-" .. core.pid()
+  local ok, err = core.write_file_atomic(probe, "")
   if not ok then
     return session.werr("StateFile", "cannot write in state_dir " .. dir .. ": " .. tostring(err and err.message))
   end
