@@ -198,6 +198,11 @@ describe("bin/dms-runbook on a fleet", function()
     end
     assert.are.equal(4, stopped)
     assert.truthy(out:find("9 replications", 1, true), out)
+    assert.truthy(out:find("0 failed", 1, true), out)
+    -- one stopped on a fatal error counts as failed, not done
+    emu:stop_replication({ identifier = "cdc-009", reason = "FATAL_ERROR" })
+    _, out = runbook("status --match 'cdc-00?' --print-table")
+    assert.truthy(out:find("1 failed", 1, true), out)
   end)
 
   it("killed with SIGKILL mid-wave and run again: no second start, every one reaches running", function()

@@ -139,7 +139,10 @@ function Board:status(ev)
   r.status, r.type, r.progress = ev.status, ev.replication_type, ev.progress
   r.loaded, r.errored = ev.tables_loaded, ev.tables_errored
   r.note = ev.stop_reason and (tostring(ev.stop_reason):gsub("^Stop Reason ", "")) or ev.provision_state or ""
-  r.phase = "done"
+  -- described: a replication that failed, or stopped on a fatal error, counts as failed
+  local fatal = ev.status == "failed" or tostring(ev.stop_reason or ""):find("FATAL", 1, true) ~= nil
+  r.phase = fatal and "failed" or "done"
+  r.code = fatal and (ev.status == "failed" and "failed" or "FatalStop") or nil
 end
 
 function Board:log(line, strong)
