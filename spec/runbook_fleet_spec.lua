@@ -201,7 +201,7 @@ describe("bin/dms-runbook on a fleet", function()
     assert.truthy(out:find("0 failed", 1, true), out)
     -- one stopped on a fatal error counts as failed, not done
     emu:stop_replication({ identifier = "cdc-009", reason = "FATAL_ERROR" })
-    _, out = runbook("status --match 'cdc-00?' --print-table")
+    code, out = runbook("status --match 'cdc-00?' --print-table")
     assert.truthy(out:find("1 failed", 1, true), out)
   end)
 
