@@ -202,6 +202,7 @@ describe("bin/dms-runbook on a fleet", function()
     -- one stopped on a fatal error counts as failed, not done
     emu:stop_replication({ identifier = "cdc-009", reason = "FATAL_ERROR" })
     code, out = runbook("status --match 'cdc-00?' --print-table")
+    assert.are.equal(0, code)
     assert.truthy(out:find("1 failed", 1, true), out)
   end)
 
