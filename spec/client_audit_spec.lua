@@ -171,3 +171,26 @@ describe("client answers", function()
     srv.stop()
   end)
 end)
+
+describe("client errors", function()
+  it("redact secrets the service echoes in modeled error members too", function()
+    local token = "SESSIONTOKEN-" .. string.rep("z", 40)
+    local srv = rawserver.start({ status = 400, reason = "Bad Request",
+      headers = { { "Content-Type", "application/x-amz-json-1.1" } },
+      body = '{"__type":"ResourceAlreadyExistsFault","message":"exists: ' .. token .. '","resourceArn":"'
+        .. token .. '"}' })
+    local client = assert(dms.new({ region = "us-east-1", endpoint = srv.url, sleep = function() end,
+      credentials = { access_key = KEYS.access_key, secret_key = KEYS.secret_key, session_token = token } }))
+    local _, err = client:call("CreateReplicationConfig", {
+      ReplicationConfigIdentifier = "x", SourceEndpointArn = "arn:aws:dms:us-east-1:123456789012:endpoint:S",
+      TargetEndpointArn = "arn:aws:dms:us-east-1:123456789012:endpoint:T", ReplicationType = "cdc",
+      ComputeConfig = { MaxCapacityUnits = 2 }, TableMappings = '{"rules":[]}' })
+    assert.are.equal("ResourceAlreadyExistsFault", err.code)
+    assert.is_table(err.fields)
+    assert.are.equal("[redacted]", err.fields.resourceArn)
+    assert.is_nil(tostring(err):find(token, 1, true))
+    assert.is_nil(err.message:find(token, 1, true))
+    client:close()
+    srv.stop()
+  end)
+end)

@@ -194,7 +194,8 @@ end
 -- Replaces every occurrence of the given secrets in the error's strings: a
 -- service may echo what it was sent (an InvalidSignatureException repeats the
 -- canonical request, session token included).
-local function redact(err, secrets)
+local function redact(err, secrets, depth)
+  depth = depth or 0
   for k, v in pairs(err) do
     if type(v) == "string" then
       for _, secret in ipairs(secrets) do
@@ -207,6 +208,8 @@ local function redact(err, secrets)
         end
       end
       err[k] = v
+    elseif type(v) == "table" and depth < 8 and getmetatable(v) == nil then
+      redact(v, secrets, depth + 1)      -- the modeled members (err.fields) too
     end
   end
   return err
