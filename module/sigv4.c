@@ -957,6 +957,8 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
     if (text->failed)
         FAIL(DMS_SIGV4_ENOMEM, "out of memory");
 
+    text->data[cr_len] = '\0';
+    text->data[sts_off + sts_len] = '\0';
     res->canonical_request = text->data;
     res->string_to_sign = text->data + sts_off;
     res->authorization = text->data + auth_off;
@@ -965,8 +967,6 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
         text->data = NULL;
         text->len = text->cap = 0;
     }
-    text->data[cr_len] = '\0';
-    text->data[sts_off + sts_len] = '\0';
 
 out:
     if (hs && hs != stack_hs)

@@ -165,6 +165,15 @@ static void run_case(const char *dir, const char *name)
     check(strcmp(res.string_to_sign, sts) == 0, name, "string to sign");
     check(strcmp(res.authorization, authz) == 0, name, "Authorization");
     dms_sigv4_result_free(&res);
+    /* without a cache: the strings are the result's own, and the same */
+    if (dms_sigv4_sign(&q, NULL, &res, err, sizeof err) != DMS_SIGV4_OK) {
+        check(0, name, err);
+        goto out;
+    }
+    check(res.owned != NULL && strcmp(res.canonical_request, creq) == 0 && strcmp(res.string_to_sign, sts) == 0
+          && strcmp(res.authorization, authz) == 0, name, "signed without a cache");
+    dms_sigv4_result_free(&res);
+    check(!res.owned && !res.authorization, name, "result freed");
 out:
     dms_sigv4_cache_clear(&cache);
     for (i = 0; i < MAX_HEADERS; i++)
