@@ -258,26 +258,60 @@ if WITH_NGX then
   local status_path = "/replications/status?arn=" .. ARN
   local auth = "Authorization: Bearer " .. TOKEN
   local load = FLOOR .. "/http_load "
+  local function ops_load(server, n)
+    return json_line(load .. q(server.url .. status_path) .. " " .. n .. " " .. CONCURRENCY .. " " .. q(auth))
+  end
   local ops, proxy = {}, {}
   for _ = 1, ROUNDS do
     local p = json_line(load .. q("http://127.0.0.1:" .. PROXY_PORT .. "/") .. " " .. N_LOAD .. " " .. CONCURRENCY
       .. " " .. q("X-Amz-Target: AmazonDMSv20160101.DescribeReplications"))
-    local o = json_line(load .. q(srv.url .. status_path) .. " " .. N_LOAD .. " " .. CONCURRENCY .. " " .. q(auth))
+    local o = ops_load(srv, N_LOAD)
     proxy[#proxy + 1], ops[#ops + 1] = p.rps, o.rps
   end
   local ratios = {}
   for i = 1, #ops do ratios[i] = proxy[i] / ops[i] end
+
   -- the worker: its peak resident memory, and whether libcurl is mapped in it
-  local _, pids = run("ps -o pid= --ppid " .. srv.pid)
-  local worker = pids:match("%d+")
-  local status = files.read("/proc/" .. worker .. "/status") or ""
-  local maps = files.read("/proc/" .. worker .. "/maps") or ""
+  local function worker_memory(server)
+    local _, pids = run("ps -o pid= --ppid " .. server.pid)
+    local worker = pids:match("%d+")
+    local status = files.read("/proc/" .. worker .. "/status") or ""
+    local maps = files.read("/proc/" .. worker .. "/maps") or ""
+    return tonumber(status:match("VmHWM:%s*(%d+)")), maps:find("libcurl", 1, true) ~= nil
+  end
+
+  -- peak memory of a worker of the ops endpoint alone, after the same load,
+  -- as it is and with libcurl loaded in the master as when dms.core linked it
+  -- (dms.curl required in init_by_lua)
+  local dir = files.tmpdir()
+  assert(run("mkdir -p " .. q(dir .. "/dms") .. " && cp build/luajit/dms/curl.so " .. q(dir .. "/dms/")
+    .. " && chmod -R a+rX " .. q(dir)))
+  local conf = assert(files.read(nginx.EXAMPLE)):gsub('(\n%s*)require "handler"',
+    '%1require "handler"%1package.cpath = "' .. dir .. '/?.so;" .. package.cpath%1require "dms.curl"', 1)
+  files.write(dir .. "/nginx.conf", conf)
+  local function measure(conf_path)
+    local s = nginx.start({ workers = 1, conf = conf_path,
+      env = { DMS_OPS_TOKEN = TOKEN, AWS_REGION = "us-east-1", AWS_ACCESS_KEY_ID = KEY,
+              AWS_SECRET_ACCESS_KEY = SECRET, AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE = FIXED_URL,
+              DMS_MAX_ATTEMPTS = "1" } })
+    local ok, err = pcall(ops_load, s, N_LOAD)
+    local kib, has_curl = worker_memory(s)
+    s:stop()
+    assert(ok, err)
+    return kib, has_curl
+  end
+  local hwm, mapped = measure(nil)
+  local hwm2, mapped2 = measure(dir .. "/nginx.conf")
+  run("rm -rf " .. q(dir))
+
   print(string.format("%-46s %9.0f /s %9.0f /s %7.2fx", "ops endpoint GET /replications/status (ngx)",
     median(ops), median(proxy), median(ratios)))
   print(string.format("  (floor: nginx proxy_pass to the same fixed answer; %d requests, %d connections, 1 worker)",
     N_LOAD, CONCURRENCY))
-  print(string.format("%-46s %8s KiB   libcurl mapped: %s", "  nginx worker peak RSS (VmHWM)",
-    status:match("VmHWM:%s*(%d+)") or "?", maps:find("libcurl", 1, true) and "yes" or "no"))
+  print(string.format("%-46s %8d KiB %8d KiB %+7d KiB", "  ops worker peak RSS (VmHWM) after " .. N_LOAD,
+    hwm, hwm2, hwm - hwm2))
+  print(string.format("  (libcurl mapped in the worker: %s; beside it, libcurl loaded in the master as when dms.core "
+    .. "linked it: %s)", mapped and "yes" or "no", mapped2 and "yes" or "no"))
 end
 
 end)
