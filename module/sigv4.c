@@ -107,6 +107,8 @@ struct dms_sigv4_crypto {
     EVP_MD_CTX *opad[DMS_SIGV4_CACHE_SLOTS];    /* ... and after K ^ opad */
     sbuf text;                      /* canonical request, string to sign, Authorization */
     sbuf arena;                     /* lowercased names and trimmed values of the headers */
+    int64_t date_time;              /* the last time formatted, and its X-Amz-Date */
+    char date_value[17];
 };
 
 static void crypto_error(char *err, size_t errlen, const char *what)
@@ -834,8 +836,14 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
         }
     }
     if (!have_date) {
-        if (format_amz_date(req->time, res->amz_date) != 0)
-            FAIL(DMS_SIGV4_EINVAL, "time is out of range");
+        if (c->date_value[0] && c->date_time == req->time) {
+            memcpy(res->amz_date, c->date_value, 17);
+        } else {
+            if (format_amz_date(req->time, res->amz_date) != 0)
+                FAIL(DMS_SIGV4_EINVAL, "time is out of range");
+            c->date_time = req->time;
+            memcpy(c->date_value, res->amz_date, 17);
+        }
         res->date_added = 1;
         hs[nh].name = "x-amz-date";
         hs[nh].name_len = 10;
@@ -973,7 +981,7 @@ out:
         free(hs);
     if (c == &local)
         crypto_release(c, 1);
-    else if (c && c->arena.data)
+    else if (c && c->arena.data && token_len)
         OPENSSL_cleanse(c->arena.data, c->arena.len);      /* a session token was there */
     if (rc != DMS_SIGV4_OK)
         dms_sigv4_result_free(res);
