@@ -267,12 +267,19 @@ function Client:attempt(req, op, unsafe, timeout)
   local headers = { host }
   local rh = req.headers
   for i = 1, #rh do headers[i + 1] = rh[i] end
-  local ok, signed = pcall(core.sign, {
-    method = req.method, path = endpoint.path, headers = headers, body = req.body,
-    region = self.region, service = model.signing_name,
-    access_key = creds.access_key, secret_key = creds.secret_key,
-    session_token = creds.session_token, time = time,
-  })
+  -- one request table for core.sign per client, filled for each signature
+  -- and emptied of the request and the secret after it (core.sign keeps
+  -- nothing of it, and nothing can run between the filling and the call)
+  local sreq = self.sign_request
+  if not sreq then
+    sreq = {}
+    self.sign_request = sreq
+  end
+  sreq.method, sreq.path, sreq.headers, sreq.body = req.method, endpoint.path, headers, req.body
+  sreq.region, sreq.service, sreq.time = self.region, model.signing_name, time
+  sreq.access_key, sreq.secret_key, sreq.session_token = creds.access_key, creds.secret_key, creds.session_token
+  local ok, signed = pcall(core.sign, sreq)
+  sreq.headers, sreq.body, sreq.secret_key, sreq.session_token = nil, nil, nil, nil
   if not ok then
     -- sign() names the field at fault, never a secret
     return nil, errors.new("credentials", "SigningFailed", tostring(signed))

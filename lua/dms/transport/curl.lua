@@ -24,7 +24,11 @@ end
 function Transport:request(req)
   local resp, err
   local t = req.timeout
-  if t == nil then
+  if t == nil and req.connect_timeout == nil and req.max_response_bytes == nil and req.ca_file == nil
+     and req.insecure == nil then
+    -- nothing in it that the handle's defaults would not give: as it is
+    resp, err = self.handle:request(req)
+  elseif t == nil then
     resp, err = self.handle:request({ url = req.url, method = req.method, headers = req.headers,
                                       body = req.body, fresh_connect = req.fresh_connect })
   else
