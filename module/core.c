@@ -50,7 +50,7 @@ static const char *opt_field_string(lua_State *L, int t, const char *k, size_t *
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "sign: field '%s' must be a string", k);
         s = lua_tolstring(L, -1, &n);
-        if (strlen(s) != n && strcmp(k, "body") != 0)
+        if (strcmp(k, "body") != 0 && strlen(s) != n)
             luaL_error(L, "sign: field '%s' contains NUL", k);
         if (len)
             *len = n;

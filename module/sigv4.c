@@ -534,11 +534,7 @@ static void add_lower(sbuf *b, const char *s, size_t n)
 
 static int has_ctl(const char *s, size_t n)
 {
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 1;
-    return 0;
+    return memchr(s, '\r', n) || memchr(s, '\n', n) || memchr(s, '\0', n);
 }
 
 static int valid_token(const char *s, size_t n)
