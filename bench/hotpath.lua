@@ -5,6 +5,10 @@
 --
 --   lua5.4 bench/hotpath.lua [ngx]      (LUA_PATH and LUA_CPATH as in `make bench`)
 --
+-- Ratios are of wall-clock times; the CPU ratio (the client process's CPU
+-- time per call, lua-dms against the floor loop) moves less when the machine
+-- is busy.
+--
 -- Rows: a DescribeReplications call over a kept-alive connection and a
 -- StartReplication call on a fresh connection, each against a C loop around
 -- one libcurl handle sending the same method, header lines and body
@@ -17,8 +21,8 @@
 -- second, and the peak resident memory of its worker.
 --
 -- Environment: BENCH_FLOOR (directory of the floor programs, default
--- build/bench), BENCH_ROUNDS (5), BENCH_CALLS (2000 kept-alive calls a
--- round), BENCH_FRESH (400 fresh-connection calls a round), BENCH_N (20000
+-- build/bench), BENCH_ROUNDS (7), BENCH_CALLS (1000 kept-alive calls a
+-- round), BENCH_FRESH (300 fresh-connection calls a round), BENCH_N (20000
 -- signatures a round), BENCH_STARTS (20 start-ups), BENCH_LOAD (20000 ngx
 -- requests), BENCH_CONCURRENCY (8).
 local dms = require "dms"
@@ -29,9 +33,9 @@ local cjson = require "cjson"
 
 local FLOOR = os.getenv("BENCH_FLOOR") or "build/bench"
 local function env_n(name, dflt) return tonumber(os.getenv(name) or "") or dflt end
-local ROUNDS = env_n("BENCH_ROUNDS", 5)
-local N_CALLS = env_n("BENCH_CALLS", 2000)
-local N_FRESH = env_n("BENCH_FRESH", 400)
+local ROUNDS = env_n("BENCH_ROUNDS", 7)
+local N_CALLS = env_n("BENCH_CALLS", 1000)
+local N_FRESH = env_n("BENCH_FRESH", 300)
 local N_SIGN = env_n("BENCH_N", 20000)
 local N_STARTS = env_n("BENCH_STARTS", 20)
 local N_LOAD = env_n("BENCH_LOAD", 20000)
@@ -79,12 +83,6 @@ local function minmax(t)
   local lo, hi = math.huge, -math.huge
   for _, v in ipairs(t) do lo, hi = math.min(lo, v), math.max(hi, v) end
   return lo, hi
-end
-
-local function timeit(n, fn)
-  local t0 = core.monotonic()
-  for _ = 1, n do fn() end
-  return (core.monotonic() - t0) / n
 end
 
 local function q(s) return nginx.quote(s) end
@@ -181,31 +179,39 @@ files.write(sign_dir .. "/string_to_sign", sample.string_to_sign)
 
 assert(client:describe_replications(describe_params))     -- the connection is open
 local rows = {
-  { name = "describe_replications, kept-alive connection", unit = "us", lua = {}, floor = {}, ratio = {} },
-  { name = "start_replication, fresh connection", unit = "us", lua = {}, floor = {}, ratio = {} },
-  { name = "dms.core.sign, StartReplication request", unit = "us", lua = {}, floor = {}, ratio = {} },
+  { name = "describe_replications, kept-alive connection" },
+  { name = "start_replication, fresh connection" },
+  { name = "dms.core.sign, StartReplication request" },
 }
+for _, r in ipairs(rows) do r.lua, r.floor, r.ratio, r.cpu_ratio = {}, {}, {}, {} end
+
+-- wall and CPU time per call of n calls of fn
+local function timeit2(n, fn)
+  local t0, c0 = core.monotonic(), os.clock()
+  for _ = 1, n do fn() end
+  return (core.monotonic() - t0) / n * 1e6, (os.clock() - c0) / n * 1e6
+end
+local function add(row, lua_us, floor_us, lua_cpu, floor_cpu)
+  row.lua[#row.lua + 1], row.floor[#row.floor + 1] = lua_us, floor_us
+  row.ratio[#row.ratio + 1] = lua_us / floor_us
+  if lua_cpu then row.cpu_ratio[#row.cpu_ratio + 1] = lua_cpu / floor_cpu end
+end
+
 local blocks
 for _ = 1, ROUNDS do
   local f = json_line(FLOOR .. "/http_floor " .. q(FIXED_URL .. "/") .. " " .. q(describe_req) .. " " .. N_CALLS)
   assert(f.connects == 0, "the floor's kept-alive loop opened connections")
-  local l = timeit(N_CALLS, function() assert(client:describe_replications(describe_params)) end)
-  rows[1].floor[#rows[1].floor + 1] = f.us
-  rows[1].lua[#rows[1].lua + 1] = l * 1e6
+  local us, cpu = timeit2(N_CALLS, function() assert(client:describe_replications(describe_params)) end)
+  add(rows[1], us, f.us, cpu, f.cpu_us)
 
   f = json_line(FLOOR .. "/http_floor " .. q(FIXED_URL .. "/") .. " " .. q(start_req) .. " " .. N_FRESH .. " fresh")
-  l = timeit(N_FRESH, function() assert(client:start_replication(start_params)) end)
-  rows[2].floor[#rows[2].floor + 1] = f.us
-  rows[2].lua[#rows[2].lua + 1] = l * 1e6
+  us, cpu = timeit2(N_FRESH, function() assert(client:start_replication(start_params)) end)
+  add(rows[2], us, f.us, cpu, f.cpu_us)
 
   f = json_line(FLOOR .. "/sign_floor " .. q(sign_dir) .. " " .. N_SIGN)
   blocks = f.blocks
-  l = timeit(N_SIGN, function() core.sign(sign_req) end)
-  rows[3].floor[#rows[3].floor + 1] = f.us
-  rows[3].lua[#rows[3].lua + 1] = l * 1e6
-end
-for _, r in ipairs(rows) do
-  for i = 1, #r.lua do r.ratio[i] = r.lua[i] / r.floor[i] end
+  us = timeit2(N_SIGN, function() core.sign(sign_req) end)
+  add(rows[3], us, f.us)
 end
 client:close()
 os.remove(describe_req)
@@ -231,11 +237,11 @@ local starts = {
 
 print(string.format("lua-dms hot path against the floor (%s, %s; %d rounds, medians)", LUA_NAME,
   require("dms.curl").version:match("^%S+"), ROUNDS))
-print(string.format("%-46s %12s %12s %8s %15s", "", "lua-dms", "floor", "ratio", "ratio range"))
+print(string.format("%-46s %12s %12s %8s %13s %9s", "", "lua-dms", "floor", "ratio", "range", "CPU ratio"))
 for _, r in ipairs(rows) do
   local lo, hi = minmax(r.ratio)
-  print(string.format("%-46s %9.2f us %9.2f us %7.2fx %7.2f-%.2fx", r.name, median(r.lua), median(r.floor),
-    median(r.ratio), lo, hi))
+  print(string.format("%-46s %9.2f us %9.2f us %7.2fx %5.2f-%5.2fx %8s", r.name, median(r.lua), median(r.floor),
+    median(r.ratio), lo, hi, #r.cpu_ratio > 0 and string.format("%.2fx", median(r.cpu_ratio)) or ""))
 end
 print(string.format("  (floors: one libcurl handle with its options set once; %d SHA-256 blocks with kept "
   .. "contexts and the key's pad states)", blocks))

@@ -212,14 +212,14 @@ static int l_sign(lua_State *L)
     if (rc != DMS_SIGV4_OK)
         return luaL_error(L, "sign failed: %s", err);
 
-    lua_pushstring(L, res.authorization);
+    lua_pushlstring(L, res.authorization, res.authorization_len);
     auth = lua_gettop(L);
     lua_pushlstring(L, res.amz_date, 16);
     date = lua_gettop(L);
     lua_createtable(L, 0, 6);
-    lua_pushstring(L, res.canonical_request);
+    lua_pushlstring(L, res.canonical_request, res.canonical_request_len);
     lua_setfield(L, -2, "canonical_request");
-    lua_pushstring(L, res.string_to_sign);
+    lua_pushlstring(L, res.string_to_sign, res.string_to_sign_len);
     lua_setfield(L, -2, "string_to_sign");
     lua_pushvalue(L, auth);
     lua_setfield(L, -2, "authorization");

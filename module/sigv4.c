@@ -91,8 +91,9 @@ static void hex_lower(const unsigned char *in, size_t n, char *out)
 {
     size_t i;
     for (i = 0; i < n; i++) {
-        out[2 * i] = HEX_LOWER[in[i] >> 4];
-        out[2 * i + 1] = HEX_LOWER[in[i] & 15];
+        unsigned c = in[i];
+        out[2 * i] = HEX_LOWER[c >> 4];
+        out[2 * i + 1] = HEX_LOWER[c & 15];
     }
     out[2 * n] = '\0';
 }
@@ -963,6 +964,9 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
 
     text->data[cr_len] = '\0';
     text->data[sts_off + sts_len] = '\0';
+    res->canonical_request_len = cr_len;
+    res->string_to_sign_len = sts_len;
+    res->authorization_len = text->len - auth_off;
     res->canonical_request = text->data;
     res->string_to_sign = text->data + sts_off;
     res->authorization = text->data + auth_off;
@@ -986,10 +990,13 @@ out:
 
 void dms_sigv4_result_free(dms_sigv4_result *res)
 {
-    if (res->authorization)
-        OPENSSL_cleanse(res->authorization, strlen(res->authorization));
+    /* a result's own strings are wiped; a cache's are overwritten by its next
+     * signature and wiped when it is cleared */
+    if (res->owned && res->authorization)
+        OPENSSL_cleanse(res->authorization, res->authorization_len);
     free(res->owned);
     res->owned = NULL;
     res->canonical_request = res->string_to_sign = res->authorization = NULL;
+    res->canonical_request_len = res->string_to_sign_len = res->authorization_len = 0;
     OPENSSL_cleanse(res->signature, sizeof res->signature);
 }

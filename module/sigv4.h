@@ -77,6 +77,9 @@ typedef struct {
     char *canonical_request;
     char *string_to_sign;
     char *authorization;
+    size_t canonical_request_len;
+    size_t string_to_sign_len;
+    size_t authorization_len;
     char signature[65];
     char amz_date[17];              /* the X-Amz-Date value that was signed */
     int date_added;                 /* 1 when X-Amz-Date was not among the headers */
