@@ -164,6 +164,8 @@ static void run_case(const char *dir, const char *name)
     check(strcmp(res.canonical_request, creq) == 0, name, "canonical request");
     check(strcmp(res.string_to_sign, sts) == 0, name, "string to sign");
     check(strcmp(res.authorization, authz) == 0, name, "Authorization");
+    check(res.canonical_request_len == strlen(creq) && res.string_to_sign_len == strlen(sts)
+          && res.authorization_len == strlen(authz), name, "lengths of the strings");
     dms_sigv4_result_free(&res);
     /* without a cache: the strings are the result's own, and the same */
     if (dms_sigv4_sign(&q, NULL, &res, err, sizeof err) != DMS_SIGV4_OK) {
