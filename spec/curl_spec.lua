@@ -180,3 +180,59 @@ describe("a request with many signed headers", function()
     h:close()
   end)
 end)
+
+describe("libcurl, loaded only where it is used", function()
+  local function run(cmd)
+    local p = assert(io.popen(cmd .. " 2>&1", "r"))
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+  local lua = (type(jit) == "table") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+
+  it("is not mapped by require \"dms\" and dms.new, and is by the first use of dms.curl", function()
+    local script = [[
+      local function mapped()
+        local f = assert(io.open("/proc/self/maps"))
+        local maps = f:read("*a")
+        f:close()
+        return maps:find("libcurl", 1, true) ~= nil
+      end
+      local dms = require "dms"
+      assert(dms.new({ region = "us-east-1", credentials = { access_key = "AKID", secret_key = "s" } }))
+      io.write(tostring(mapped()), " ", tostring(package.loaded["dms.curl"] ~= nil), " ")
+      require "dms.curl"
+      io.write(tostring(mapped()), "\n")
+    ]]
+    local out = run("LUA_PATH=" .. nginx.quote(package.path) .. " LUA_CPATH=" .. nginx.quote(package.cpath) .. " "
+      .. lua .. " -e " .. nginx.quote(script))
+    assert.are.equal("false false true\n", out)
+  end)
+
+  it("is not mapped by an nginx worker that served the ops endpoint", function()
+    if not available then
+      print("\nspec/curl_spec.lua: the nginx worker check is NOT RUN: " .. tostring(info) .. "\n")
+      return
+    end
+    local emu = emulator.start({})
+    local srv = nginx.start({ env = { DMS_OPS_TOKEN = "curl-spec-token", AWS_REGION = "us-east-1",
+      AWS_ACCESS_KEY_ID = "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+      AWS_ENDPOINT_URL_DATABASE_MIGRATION_SERVICE = emu.url } })
+    local ok, err = pcall(function()
+      local resp = srv:http({ path = "/replications/status?arn=" .. emulator.ARN_FULL_LOAD,
+        headers = { Authorization = "Bearer curl-spec-token" } })
+      assert.are.equal(200, resp.status, resp.body)
+      local workers = {}
+      for pid in run("ps -o pid= --ppid " .. srv.pid):gmatch("%d+") do workers[#workers + 1] = pid end
+      assert.is_true(#workers > 0)
+      for _, pid in ipairs(workers) do
+        local maps = assert(require("support.files").read("/proc/" .. pid .. "/maps"))
+        assert.truthy(maps:find("dms/core.so", 1, true), "the worker has not loaded dms.core")
+        assert.is_nil(maps:find("libcurl", 1, true), "worker " .. pid .. " maps libcurl")
+      end
+    end)
+    srv:stop()
+    emu:stop()
+    assert(ok, err)
+  end)
+end)
