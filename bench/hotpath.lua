@@ -279,7 +279,8 @@ if WITH_NGX then
 
   -- the worker: its peak resident memory, and whether libcurl is mapped in it
   local function worker_memory(server)
-    local _, pids = run("ps -o pid= --ppid " .. server.pid)
+    local pids = files.read("/proc/" .. server.pid .. "/task/" .. server.pid .. "/children")
+      or select(2, run("ps -o pid= --ppid " .. server.pid))
     local worker = pids:match("%d+")
     local status = files.read("/proc/" .. worker .. "/status") or ""
     local maps = files.read("/proc/" .. worker .. "/maps") or ""
