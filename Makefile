@@ -30,6 +30,11 @@ HDRS = module/compat.h module/error.h module/json.h module/sigv4.h module/shape.
 MODULE = $(BUILD_DIR)/dms/core.so
 CURL_MODULE = $(BUILD_DIR)/dms/curl.so
 
+# the floor programs of `make bench` (bench/floor/*.c): plain C over libcurl and OpenSSL
+BENCH_DIR = build/bench
+FLOOR_PROGS = $(BENCH_DIR)/http_floor $(BENCH_DIR)/http_load $(BENCH_DIR)/sign_floor $(BENCH_DIR)/spawn_time
+DEV_PATH = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;'
+
 BUSTED = $(LUA) /usr/bin/busted
 LUA_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD_DIR)/?.so;;'
 
@@ -84,9 +89,18 @@ demo-fleet: deps all
 demo-hosts: deps all
 	sh tools/demo_hosts.sh
 
-bench: deps all
+
+$(BENCH_DIR)/%: bench/floor/%.c
+	@mkdir -p $(BENCH_DIR)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 $(WARN) -o $@ $< -lcurl -lcrypto
+
+# lua-dms against botocore, then against the floor of the machine on Lua 5.4
+# and LuaJIT (with the nginx ops endpoint: requests per second, worker memory)
+bench: deps all luajit $(FLOOR_PROGS)
 	$(LUA_ENV) $(LUA) bench/bench.lua
 	$(LUA_ENV) $(LUA) bench/fleet_bench.lua
+	$(DEV_PATH) LUA_CPATH='build/?.so;;' lua5.4 bench/hotpath.lua
+	$(DEV_PATH) LUA_CPATH='build/luajit/?.so;;' luajit bench/hotpath.lua ngx
 
 lint:
 	luacheck lua spec bin examples tools

@@ -47,7 +47,8 @@ static inline int dms_buf_reserve(dms_buf *b, size_t extra)
 
 static inline int dms_buf_add(dms_buf *b, const char *s, size_t n)
 {
-    if (dms_buf_reserve(b, n) != 0)
+    /* room already there (the common case): no call */
+    if ((b->failed || b->cap == 0 || n >= b->cap - b->len) && dms_buf_reserve(b, n) != 0)
         return -1;
     if (n)
         memcpy(b->data + b->len, s, n);

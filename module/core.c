@@ -33,7 +33,6 @@
 #include "sys.h"
 
 #define DMS_CORE_VERSION "0.1.0"
-#define SIGNED_MT "dms.core.signresult"
 #define CACHE_MT "dms.core.keycache"
 
 /* the key cache: the one upvalue of sign() and sign_cache_stats() */
@@ -51,7 +50,7 @@ static const char *opt_field_string(lua_State *L, int t, const char *k, size_t *
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "sign: field '%s' must be a string", k);
         s = lua_tolstring(L, -1, &n);
-        if (strlen(s) != n && strcmp(k, "body") != 0)
+        if (strcmp(k, "body") != 0 && strlen(s) != n)
             luaL_error(L, "sign: field '%s' contains NUL", k);
         if (len)
             *len = n;
@@ -105,39 +104,42 @@ static int epoch_seconds(lua_State *L, int idx, int64_t *out)
     return 1;
 }
 
-static int signed_gc(lua_State *L)
-{
-    dms_sigv4_result *r = luaL_checkudata(L, 1, SIGNED_MT);
-    dms_sigv4_result_free(r);
-    return 0;
-}
+#define STACK_HEADERS 16
 
-/* Collects the headers (an array of {name, value} pairs, or a name -> value map)
- * into an array owned by a userdata, left on the stack. */
-static dms_sigv4_header *collect_headers(lua_State *L, int req, size_t *count)
+/* Collects the headers (an array of {name, value} pairs, or a name -> value
+ * map) into `stack` when they fit, else into an array owned by a userdata
+ * pushed on the stack. The strings stay referenced by the headers table,
+ * which stays on the stack. */
+static dms_sigv4_header *collect_headers(lua_State *L, int req, dms_sigv4_header *stack, size_t *count)
 {
-    dms_sigv4_header *hs;
+    dms_sigv4_header *hs = stack;
     size_t n = 0, i = 0;
     int headers;
 
     lua_getfield(L, req, "headers");
     headers = lua_gettop(L);
-    if (lua_isnil(L, headers)) {
-        *count = 0;
-        return lua_newuserdata(L, sizeof *hs);
-    }
+    *count = 0;
+    if (lua_isnil(L, headers))
+        return hs;
     if (!lua_istable(L, headers))
         luaL_error(L, "sign: field 'headers' must be a table");
     lua_pushnil(L);
     while (lua_next(L, headers) != 0) {
-        n++;
-        lua_pop(L, 1);
-    }
-    hs = lua_newuserdata(L, (n ? n : 1) * sizeof *hs);
-    lua_pushnil(L);
-    while (lua_next(L, headers) != 0) {
-        int pair = lua_istable(L, -1);
-        if (pair) {
+        if (i == STACK_HEADERS && hs == stack) {
+            /* more than fit: count them, and start again in a userdata */
+            lua_pop(L, 2);
+            n = 0;
+            lua_pushnil(L);
+            while (lua_next(L, headers) != 0) {
+                n++;
+                lua_pop(L, 1);
+            }
+            hs = lua_newuserdata(L, n * sizeof *hs);
+            i = 0;
+            lua_pushnil(L);
+            continue;
+        }
+        if (lua_istable(L, -1)) {
             lua_rawgeti(L, -1, 1);
             lua_rawgeti(L, -2, 2);
         } else {
@@ -152,18 +154,29 @@ static dms_sigv4_header *collect_headers(lua_State *L, int req, size_t *count)
         lua_pop(L, 3);
         i++;
     }
-    /* leave only the userdata above the headers table */
     *count = i;
     return hs;
+}
+
+/* {name, value} into the array on top; the value is at index v */
+static void push_header(lua_State *L, int n, const char *name, size_t name_len, int v)
+{
+    lua_createtable(L, 2, 0);
+    lua_pushlstring(L, name, name_len);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, v);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, n);
 }
 
 static int l_sign(lua_State *L)
 {
     dms_sigv4_request req;
-    dms_sigv4_result *res;
+    dms_sigv4_result res;
+    dms_sigv4_header stack[STACK_HEADERS];
     dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
     char err[256];
-    int rc, n;
+    int rc, n, auth, date, token;
     size_t len;
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -179,6 +192,7 @@ static int l_sign(lua_State *L)
     req.access_key = field_string(L, 1, "access_key", &len);
     req.secret_key = field_string(L, 1, "secret_key", &req.secret_key_len);
     req.session_token = opt_field_string(L, 1, "session_token", &len);
+    token = lua_gettop(L);          /* the token (or nil) stays here */
     req.normalize_path = opt_field_bool(L, 1, "normalize_path", 1);
     req.sign_session_token = opt_field_bool(L, 1, "sign_session_token", 1);
     lua_getfield(L, 1, "time");
@@ -188,50 +202,41 @@ static int l_sign(lua_State *L)
         return luaL_error(L, "sign: field 'time' must be an integer number of epoch seconds "
                              "between 0 and 253402300799 (9999-12-31)");
     lua_pop(L, 1);
-    req.headers = collect_headers(L, 1, &req.nheaders);
+    req.headers = collect_headers(L, 1, stack, &req.nheaders);
 
-    /* the result's strings are owned by a userdata from here on */
-    res = lua_newuserdata(L, sizeof *res);
-    memset(res, 0, sizeof *res);
-    luaL_getmetatable(L, SIGNED_MT);
-    lua_setmetatable(L, -2);
-
-    rc = dms_sigv4_sign(&req, cache, res, err, sizeof err);
+    /* the result's strings live in the cache's buffers: nothing to release
+     * if a push below raises */
+    rc = dms_sigv4_sign(&req, cache, &res, err, sizeof err);
     if (rc == DMS_SIGV4_EINVAL)
         return luaL_error(L, "sign: %s", err);
     if (rc != DMS_SIGV4_OK)
         return luaL_error(L, "sign failed: %s", err);
 
+    lua_pushlstring(L, res.authorization, res.authorization_len);
+    auth = lua_gettop(L);
+    lua_pushlstring(L, res.amz_date, 16);
+    date = lua_gettop(L);
     lua_createtable(L, 0, 6);
-    lua_pushstring(L, res->canonical_request);
+    lua_pushlstring(L, res.canonical_request, res.canonical_request_len);
     lua_setfield(L, -2, "canonical_request");
-    lua_pushstring(L, res->string_to_sign);
+    lua_pushlstring(L, res.string_to_sign, res.string_to_sign_len);
     lua_setfield(L, -2, "string_to_sign");
-    lua_pushstring(L, res->authorization);
+    lua_pushvalue(L, auth);
     lua_setfield(L, -2, "authorization");
-    lua_pushstring(L, res->signature);
+    lua_pushlstring(L, res.signature, 64);
     lua_setfield(L, -2, "signature");
-    lua_pushstring(L, res->amz_date);
+    lua_pushvalue(L, date);
     lua_setfield(L, -2, "amz_date");
 
     lua_createtable(L, 3, 0);
     n = 0;
-#define ADD_HEADER(name, value) do { \
-        lua_createtable(L, 2, 0); \
-        lua_pushliteral(L, name); \
-        lua_rawseti(L, -2, 1); \
-        lua_pushstring(L, value); \
-        lua_rawseti(L, -2, 2); \
-        lua_rawseti(L, -2, ++n); \
-    } while (0)
-    if (res->date_added)
-        ADD_HEADER("X-Amz-Date", res->amz_date);
-    if (res->token_added)
-        ADD_HEADER("X-Amz-Security-Token", req.session_token);
-    ADD_HEADER("Authorization", res->authorization);
-#undef ADD_HEADER
+    if (res.date_added)
+        push_header(L, ++n, "X-Amz-Date", 10, date);
+    if (res.token_added)
+        push_header(L, ++n, "X-Amz-Security-Token", 20, token);
+    push_header(L, ++n, "Authorization", 13, auth);
     lua_setfield(L, -2, "headers");
-    dms_sigv4_result_free(res);
+    dms_sigv4_result_free(&res);
     return 1;
 }
 
@@ -285,7 +290,6 @@ DMS_API int luaopen_dms_core(lua_State *L)
 {
     dms_sigv4_cache *cache;
 
-    gc_class(L, SIGNED_MT, signed_gc);
     gc_class(L, CACHE_MT, cache_gc);
 
     lua_newtable(L);                        /* the module */

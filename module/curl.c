@@ -3,7 +3,9 @@
  * process that never uses libcurl (an nginx worker sending through cosockets)
  * never maps it. The exchange itself is in http.c; this file binds it.
  *
- *   curl.http() -> handle | nil, err
+ *   curl.http([defaults]) -> handle | nil, err
+ *     defaults: connect_timeout=, timeout=, max_response_bytes=, ca_file=,
+ *     insecure=, for every request of the handle that does not give its own
  *   handle:request{url=, method=, headers=, body=, connect_timeout=, timeout=,
  *                  max_response_bytes=, ca_file=, insecure=, fresh_connect=}
  *     -> {status=, reason=, headers= {lowercase-name = value}, body=,
@@ -15,6 +17,7 @@
  *   curl.version     libcurl's version line
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lua.h>
@@ -26,8 +29,19 @@
 
 #define HTTP_MT "dms.curl.http"
 
+/* the settings a request may give, and a handle may give its requests */
+typedef struct {
+    long connect_timeout_ms;
+    long timeout_ms;
+    size_t max_response_bytes;      /* 0: the default */
+    int insecure;
+    const char *ca_file;            /* NULL: the system store */
+} limits;
+
 typedef struct {
     dms_http *h;
+    limits defaults;
+    char *ca_file;                  /* the defaults' CA file, a copy the handle owns */
 } http_ud;
 
 static http_ud *check_http(lua_State *L)
@@ -45,19 +59,10 @@ static int http_close(lua_State *L)
         dms_http_free(u->h);
         u->h = NULL;
     }
+    free(u->ca_file);
+    u->ca_file = NULL;
+    u->defaults.ca_file = NULL;
     return 0;
-}
-
-static int l_http(lua_State *L)
-{
-    http_ud *u = lua_newuserdata(L, sizeof *u);
-    u->h = NULL;
-    luaL_getmetatable(L, HTTP_MT);
-    lua_setmetatable(L, -2);
-    u->h = dms_http_new();
-    if (!u->h)
-        return dms_return_error(L, "transport", "OutOfMemory", "cannot create a curl handle");
-    return 1;
 }
 
 static long opt_ms(lua_State *L, int t, const char *k, long dflt)
@@ -74,6 +79,56 @@ static long opt_ms(lua_State *L, int t, const char *k, long dflt)
     }
     lua_pop(L, 1);
     return v;
+}
+
+/* Reads the settings of table t over `dflt`; ca_file points to a string
+ * left on the stack (or to dflt's). */
+static void read_limits(lua_State *L, int t, const limits *dflt, limits *out)
+{
+    *out = *dflt;
+    out->connect_timeout_ms = opt_ms(L, t, "connect_timeout", dflt->connect_timeout_ms);
+    out->timeout_ms = opt_ms(L, t, "timeout", dflt->timeout_ms);
+    lua_getfield(L, t, "max_response_bytes");
+    if (!lua_isnil(L, -1)) {
+        lua_Number m = luaL_checknumber(L, -1);
+        if (!(m >= 1 && m <= 1099511627776.0))
+            luaL_error(L, "request: 'max_response_bytes' must be between 1 and 2^40");
+        out->max_response_bytes = (size_t)m;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "insecure");
+    if (!lua_isnil(L, -1))
+        out->insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "ca_file");
+    if (!lua_isnil(L, -1))
+        out->ca_file = luaL_checkstring(L, -1);     /* stays on the stack */
+}
+
+static int l_http(lua_State *L)
+{
+    static const limits builtin = { 5000, 60000, 0, 0, NULL };
+    limits d;
+    http_ud *u;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        read_limits(L, 1, &builtin, &d);
+    } else {
+        d = builtin;
+    }
+    u = lua_newuserdata(L, sizeof *u);
+    memset(u, 0, sizeof *u);
+    luaL_getmetatable(L, HTTP_MT);
+    lua_setmetatable(L, -2);
+    u->defaults = d;
+    u->defaults.ca_file = NULL;
+    if (d.ca_file && !(u->ca_file = strdup(d.ca_file)))
+        return dms_return_error(L, "transport", "OutOfMemory", "cannot create a curl handle");
+    u->defaults.ca_file = u->ca_file;
+    u->h = dms_http_new();
+    if (!u->h)
+        return dms_return_error(L, "transport", "OutOfMemory", "cannot create a curl handle");
+    return 1;
 }
 
 /* a request no server should see: nil, err (nothing was sent) */
@@ -100,15 +155,19 @@ static void set_string(lua_State *L, const char *k, const char *v, size_t n)
 /* Turns the raw header block into {lowercase-name = value}, duplicates joined by ", ". */
 static void push_headers(lua_State *L, const char *p, size_t len)
 {
-    const char *end = p + len;
-    lua_newtable(L);
+    const char *end = p + len, *q;
+    int count = 0;
+    char lower[64];
+
+    for (q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
+        count++;
+    lua_createtable(L, 0, count);
     /* skip the status line */
     while (p < end && *p != '\n')
         p++;
     while (p < end) {
         const char *line = ++p, *eol, *colon, *v, *ve;
-        luaL_Buffer b;
-        size_t i;
+        size_t i, n;
         while (p < end && *p != '\n')
             p++;
         eol = p;
@@ -123,12 +182,22 @@ static void push_headers(lua_State *L, const char *p, size_t len)
             v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
             ve--;
-        luaL_buffinit(L, &b);
-        for (i = 0; i < (size_t)(colon - line); i++) {
-            char c = line[i];
-            luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c);
+        n = (size_t)(colon - line);
+        if (n <= sizeof lower) {
+            for (i = 0; i < n; i++) {
+                char c = line[i];
+                lower[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+            }
+            lua_pushlstring(L, lower, n);
+        } else {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (i = 0; i < n; i++) {
+                char c = line[i];
+                luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c);
+            }
+            luaL_pushresult(&b);
         }
-        luaL_pushresult(&b);
         lua_pushvalue(L, -1);
         lua_rawget(L, -3);
         if (lua_isstring(L, -1)) {
@@ -143,9 +212,34 @@ static void push_headers(lua_State *L, const char *p, size_t len)
     }
 }
 
+#define STACK_HEADERS 32
+
+/* One header pair of the request into hs[i]: {name, value} or name = value
+ * (key and value at -2, -1); 0, or the message of a request no server should see. */
+static const char *header_pair(lua_State *L, dms_http_header *h)
+{
+    if (lua_istable(L, -1)) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+    } else {
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);
+    }
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "request: headers must be strings");
+    /* the strings stay referenced by the headers table (the pair tables are in it) */
+    h->name = lua_tolstring(L, -2, &h->name_len);
+    h->value = lua_tolstring(L, -1, &h->value_len);
+    lua_pop(L, 3);
+    if (h->name_len == 0 || has_crlf(h->name, h->name_len) || memchr(h->name, ':', h->name_len)
+        || has_crlf(h->value, h->value_len))
+        return "request: header names and values must not contain CR, LF, NUL (or ':' in a name)";
+    return NULL;
+}
+
 /*
  * handle:request{url=, method=, headers=, body=, connect_timeout=, timeout=,
- *                max_response_bytes=, ca_file=, insecure=}
+ *                max_response_bytes=, ca_file=, insecure=, fresh_connect=}
  *   -> {status=, reason=, headers=, body=, new_connections=, local_port=, elapsed=}
  *    | nil, err   (err.kind = "transport")
  */
@@ -155,15 +249,17 @@ static int http_request(lua_State *L)
     dms_http_request req;
     dms_http_response res;
     dms_http_status st;
-    const char **lines;
-    size_t n = 0, i = 0;
+    dms_http_header stack[STACK_HEADERS], *hs = stack;
+    limits lim;
+    size_t n = 0, url_len;
     int headers;
+    const char *bad;
 
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     memset(&req, 0, sizeof req);
     lua_getfield(L, 2, "url");
-    req.url = luaL_checkstring(L, -1);
+    req.url = luaL_checklstring(L, -1, &url_len);
     lua_getfield(L, 2, "method");
     req.method = luaL_optstring(L, -1, "POST");
     {
@@ -176,60 +272,43 @@ static int http_request(lua_State *L)
     }
     lua_getfield(L, 2, "body");
     req.body = luaL_optlstring(L, -1, "", &req.body_len);
-    lua_getfield(L, 2, "ca_file");
-    req.ca_file = luaL_optstring(L, -1, NULL);
-    lua_getfield(L, 2, "insecure");
-    req.insecure = lua_toboolean(L, -1);
     lua_getfield(L, 2, "fresh_connect");
     req.fresh_connect = lua_toboolean(L, -1);
-    lua_getfield(L, 2, "max_response_bytes");
-    if (!lua_isnil(L, -1)) {
-        lua_Number m = luaL_checknumber(L, -1);
-        if (!(m >= 1 && m <= 1099511627776.0))
-            return luaL_error(L, "request: 'max_response_bytes' must be between 1 and 2^40");
-        req.max_response_bytes = (size_t)m;
-    }
     lua_pop(L, 1);
-    req.connect_timeout_ms = opt_ms(L, 2, "connect_timeout", 5000);
-    req.timeout_ms = opt_ms(L, 2, "timeout", 60000);
-    if (has_crlf(req.url, strlen(req.url)))
+    read_limits(L, 2, &u->defaults, &lim);
+    req.connect_timeout_ms = lim.connect_timeout_ms;
+    req.timeout_ms = lim.timeout_ms;
+    req.max_response_bytes = lim.max_response_bytes;
+    req.insecure = lim.insecure;
+    req.ca_file = lim.ca_file;
+    if (has_crlf(req.url, url_len))     /* a NUL inside would cut the URL short */
         return bad_request(L, "request: url contains CR, LF or NUL");
 
-    /* "Name: value" lines, kept alive in a table on the stack */
+    /* the header pairs, pointing at strings the headers table keeps alive */
     lua_getfield(L, 2, "headers");
     headers = lua_gettop(L);
-    lua_newtable(L);
     if (lua_istable(L, headers)) {
         lua_pushnil(L);
         while (lua_next(L, headers) != 0) {
-            size_t nl, vl;
-            const char *nm, *vv;
-            if (lua_istable(L, -1)) {
-                lua_rawgeti(L, -1, 1);
-                lua_rawgeti(L, -2, 2);
-            } else {
-                lua_pushvalue(L, -2);
-                lua_pushvalue(L, -2);
+            if (n == STACK_HEADERS && hs == stack) {
+                /* more than fit: count them, and start again in a userdata */
+                lua_pop(L, 2);
+                lua_pushnil(L);
+                while (lua_next(L, headers) != 0) {
+                    n++;
+                    lua_pop(L, 1);
+                }
+                hs = lua_newuserdata(L, n * sizeof *hs);
+                n = 0;
+                lua_pushnil(L);
+                continue;
             }
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-                return luaL_error(L, "request: headers must be strings");
-            nm = lua_tolstring(L, -2, &nl);
-            vv = lua_tolstring(L, -1, &vl);
-            if (nl == 0 || has_crlf(nm, nl) || memchr(nm, ':', nl) || has_crlf(vv, vl))
-                return bad_request(L, "request: header names and values must not contain CR, LF, NUL "
-                                      "(or ':' in a name)");
-            lua_pushfstring(L, "%s: %s", nm, vv);
-            lua_rawseti(L, headers + 1, (int)++n);
-            lua_pop(L, 3);
+            if ((bad = header_pair(L, &hs[n])) != NULL)
+                return bad_request(L, bad);
+            n++;
         }
     }
-    lines = lua_newuserdata(L, (n ? n : 1) * sizeof *lines);
-    for (i = 0; i < n; i++) {
-        lua_rawgeti(L, headers + 1, (int)i + 1);
-        lines[i] = lua_tostring(L, -1);
-        lua_pop(L, 1);
-    }
-    req.headers = lines;
+    req.headers = hs;
     req.nheaders = n;
 
     /* libcurl runs here: no Lua call until it returns */

@@ -15,6 +15,17 @@
 #include <curl/curl.h>
 
 
+/* the options set by a full reset, as the last exchange had them */
+typedef struct {
+    int valid;                      /* 0: reset before the next exchange */
+    char method[24];                /* "" for a method name too long to remember */
+    int custom_body;                /* a custom method with a body */
+    long connect_timeout_ms;
+    long timeout_ms;
+    int insecure;
+    char *ca_file;                  /* a copy, or NULL */
+} applied_options;
+
 struct dms_http {
     CURL *curl;
     dms_buf headers;
@@ -22,6 +33,11 @@ struct dms_http {
     size_t max_bytes;
     int too_large;
     int nomem;
+    dms_buf lines;                  /* the request's "Name: value" lines, NUL-separated */
+    struct curl_slist *nodes;       /* the header list, its nodes pointing into lines */
+    size_t nodes_cap;
+    char *url;                      /* the URL last set (libcurl keeps its own copy) */
+    applied_options applied;
     char errbuf[CURL_ERROR_SIZE];
     char message[CURL_ERROR_SIZE + 128];
 };
@@ -67,6 +83,10 @@ void dms_http_free(dms_http *h)
         curl_easy_cleanup(h->curl);
     dms_buf_free(&h->headers);
     dms_buf_free(&h->body);
+    dms_buf_free(&h->lines);
+    free(h->nodes);
+    free(h->url);
+    free(h->applied.ca_file);
     free(h);
 }
 
@@ -118,17 +138,88 @@ static dms_http_status fail(dms_http *h, dms_http_response *res, dms_http_status
     return st;
 }
 
+/* The header list: "Name: value" lines in one buffer, and curl_slist nodes
+ * (a public struct: libcurl only reads the list, during the transfer) in
+ * an array, both kept by the handle: no allocation once they are large
+ * enough. Returns the list, or NULL when out of memory. */
+static struct curl_slist *header_list(dms_http *h, const dms_http_request *req)
+{
+    size_t i, need = 8, n = req->nheaders + 1, off;
+    dms_buf_reset(&h->lines);
+    for (i = 0; i < req->nheaders; i++)
+        need += req->headers[i].name_len + req->headers[i].value_len + 3;
+    if (dms_buf_reserve(&h->lines, need) != 0)
+        return NULL;
+    if (n > h->nodes_cap) {
+        struct curl_slist *p = realloc(h->nodes, n * sizeof *p);
+        if (!p)
+            return NULL;
+        h->nodes = p;
+        h->nodes_cap = n;
+    }
+    for (i = 0; i < req->nheaders; i++) {
+        const dms_http_header *hd = &req->headers[i];
+        char *p = h->lines.data + h->lines.len;
+        memcpy(p, hd->name, hd->name_len);
+        p[hd->name_len] = ':';
+        p[hd->name_len + 1] = ' ';
+        memcpy(p + hd->name_len + 2, hd->value, hd->value_len);
+        p[hd->name_len + 2 + hd->value_len] = '\0';
+        h->lines.len += hd->name_len + hd->value_len + 3;
+    }
+    /* No 100-continue round trip. */
+    memcpy(h->lines.data + h->lines.len, "Expect:", 8);
+    for (i = 0, off = 0; i < n; i++) {
+        h->nodes[i].data = h->lines.data + off;
+        h->nodes[i].next = i + 1 < n ? &h->nodes[i + 1] : NULL;
+        off += strlen(h->nodes[i].data) + 1;
+    }
+    return h->nodes;
+}
+
+static int same_string(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* 1 when the options a full reset sets are those the last exchange had */
+static int options_unchanged(const dms_http *h, const dms_http_request *req, int custom_body)
+{
+    const applied_options *a = &h->applied;
+    return a->valid && a->method[0] && strcmp(a->method, req->method) == 0 && a->custom_body == custom_body
+           && a->connect_timeout_ms == req->connect_timeout_ms && a->timeout_ms == req->timeout_ms
+           && a->insecure == (req->insecure != 0) && same_string(a->ca_file, req->ca_file);
+}
+
+static void remember_options(dms_http *h, const dms_http_request *req, int custom_body)
+{
+    applied_options *a = &h->applied;
+    size_t n = strlen(req->method);
+    free(a->ca_file);
+    a->ca_file = req->ca_file ? strdup(req->ca_file) : NULL;
+    if (n < sizeof a->method)
+        memcpy(a->method, req->method, n + 1);
+    else
+        a->method[0] = '\0';
+    a->custom_body = custom_body;
+    a->connect_timeout_ms = req->connect_timeout_ms;
+    a->timeout_ms = req->timeout_ms;
+    a->insecure = req->insecure != 0;
+    a->valid = !req->ca_file || a->ca_file;
+}
+
 #define SET(opt, val) do { if ((rc = curl_easy_setopt(c, opt, val)) != CURLE_OK) goto setopt_failed; } while (0)
 
-dms_http_status dms_http_perform(dms_http *h, const dms_http_request *req, dms_http_response *res)
+dms_http_status dms_http_perform(dms_http *h, const dms_http_request *request, dms_http_response *res)
 {
+    dms_http_request r = *request, *req = &r;
     CURL *c = h->curl;
-    struct curl_slist *list = NULL, *tmp;
+    struct curl_slist *list;
     CURLcode rc;
-    size_t i;
     long connects = 0, port = 0;
     double total = 0, pretransfer = 0;
     const char *detail;
+    int is_get, is_post, custom_body;
 
     memset(res, 0, sizeof *res);
     dms_buf_reset(&h->headers);
@@ -141,71 +232,77 @@ dms_http_status dms_http_perform(dms_http *h, const dms_http_request *req, dms_h
 
     if (!req->url || !req->method)
         return fail(h, res, DMS_HTTP_BAD_INPUT, "%s", "url and method are required");
+    if (!(list = header_list(h, req)))
+        return fail(h, res, DMS_HTTP_NOMEM, "%s", "out of memory");
+    is_get = strcmp(req->method, "GET") == 0;
+    is_post = strcmp(req->method, "POST") == 0;
+    custom_body = !is_get && !is_post && req->body_len > 0;
+    if (r.connect_timeout_ms <= 0)
+        r.connect_timeout_ms = 5000L;
+    if (r.timeout_ms <= 0)
+        r.timeout_ms = 60000L;
 
-    for (i = 0; i < req->nheaders; i++) {
-        tmp = curl_slist_append(list, req->headers[i]);
-        if (!tmp)
-            goto nomem;
-        list = tmp;
-    }
-    /* No 100-continue round trip, and no Accept header we did not ask for. */
-    if (!(tmp = curl_slist_append(list, "Expect:")))
-        goto nomem;
-    list = tmp;
-
-    /* Every option, on every exchange: reset keeps only live connections and caches. */
-    curl_easy_reset(c);
-    SET(CURLOPT_URL, req->url);
+    if (!options_unchanged(h, req, custom_body)) {
+        /* Every option again: reset keeps only live connections and caches. */
+        h->applied.valid = 0;
+        free(h->url);
+        h->url = NULL;
+        curl_easy_reset(c);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+        SET(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+        SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_NOPROGRESS, 1L);
-    SET(CURLOPT_FOLLOWLOCATION, 0L);
-    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 5000L);
-    SET(CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 60000L);
-    if (req->insecure) {
-        SET(CURLOPT_SSL_VERIFYPEER, 0L);   /* insecure: asked for explicitly */
-        SET(CURLOPT_SSL_VERIFYHOST, 0L);   /* insecure: asked for explicitly */
-    } else {
-        SET(CURLOPT_SSL_VERIFYPEER, 1L);
-        SET(CURLOPT_SSL_VERIFYHOST, 2L);
+        SET(CURLOPT_NOSIGNAL, 1L);
+        SET(CURLOPT_NOPROGRESS, 1L);
+        SET(CURLOPT_FOLLOWLOCATION, 0L);
+        SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        SET(CURLOPT_TCP_KEEPALIVE, 1L);
+        SET(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+        SET(CURLOPT_TIMEOUT_MS, req->timeout_ms);
+        if (req->insecure) {
+            SET(CURLOPT_SSL_VERIFYPEER, 0L);   /* insecure: asked for explicitly */
+            SET(CURLOPT_SSL_VERIFYHOST, 0L);   /* insecure: asked for explicitly */
+        } else {
+            SET(CURLOPT_SSL_VERIFYPEER, 1L);
+            SET(CURLOPT_SSL_VERIFYHOST, 2L);
+        }
+        if (req->ca_file)
+            SET(CURLOPT_CAINFO, req->ca_file);
+        SET(CURLOPT_ERRORBUFFER, h->errbuf);
+        SET(CURLOPT_WRITEFUNCTION, on_body);
+        SET(CURLOPT_WRITEDATA, h);
+        SET(CURLOPT_HEADERFUNCTION, on_header);
+        SET(CURLOPT_HEADERDATA, h);
+        if (is_get)
+            SET(CURLOPT_HTTPGET, 1L);
+        else if (is_post)
+            SET(CURLOPT_POST, 1L);
+        else
+            SET(CURLOPT_CUSTOMREQUEST, req->method);
+        remember_options(h, req, custom_body);
     }
-    if (req->ca_file)
-        SET(CURLOPT_CAINFO, req->ca_file);
+    /* What varies per request, on every exchange. */
+    if (!h->url || strcmp(h->url, req->url) != 0) {
+        free(h->url);
+        h->url = NULL;
+        SET(CURLOPT_URL, req->url);
+        h->url = strdup(req->url);          /* when NULL, the URL is set again next time */
+    }
     /* libcurl sends a request again, unasked, when a reused connection closes
      * before any answer: a non-idempotent call must not ride on one. */
     SET(CURLOPT_FRESH_CONNECT, req->fresh_connect ? 1L : 0L);
     SET(CURLOPT_HTTPHEADER, list);
-    SET(CURLOPT_ERRORBUFFER, h->errbuf);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, h);
-    SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, h);
-    if (strcmp(req->method, "GET") == 0) {
-        SET(CURLOPT_HTTPGET, 1L);
-    } else if (strcmp(req->method, "POST") == 0) {
-        SET(CURLOPT_POST, 1L);
+    if (is_post || custom_body) {
+        /* the body is the caller's, read during the transfer only */
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         SET(CURLOPT_POSTFIELDS, req->body ? req->body : "");
-    } else {
-        SET(CURLOPT_CUSTOMREQUEST, req->method);
-        if (req->body_len) {
-            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-            SET(CURLOPT_POSTFIELDS, req->body);
-        }
     }
     h->max_bytes = req->max_response_bytes ? req->max_response_bytes : (size_t)8 << 20;
 
     rc = curl_easy_perform(c);
-    curl_slist_free_all(list);
-    list = NULL;
-    /* The handle still points at the freed list: clear it before anything else. */
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    /* The list and the body stay referenced by the handle until the next
+     * exchange sets them again; libcurl reads them only during a transfer. */
 
     curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &connects);
     curl_easy_getinfo(c, CURLINFO_LOCAL_PORT, &port);
@@ -268,10 +365,6 @@ dms_http_status dms_http_perform(dms_http *h, const dms_http_request *req, dms_h
     return DMS_HTTP_OK;
 
 setopt_failed:
-    curl_slist_free_all(list);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    h->applied.valid = 0;               /* start from a reset next time */
     return fail(h, res, DMS_HTTP_OTHER, "curl option refused: %s", curl_easy_strerror(rc));
-nomem:
-    curl_slist_free_all(list);
-    return fail(h, res, DMS_HTTP_NOMEM, "%s", "out of memory");
 }

@@ -2,9 +2,12 @@
  * One HTTP exchange over libcurl. No Lua in here.
  *
  * A dms_http owns one curl easy handle, reused for every exchange so that
- * connections are kept alive, and the buffers of the last response. Every
- * option is set again on every exchange (the handle is reset first), so no
- * state of a previous request leaks into the next one.
+ * connections are kept alive, the buffers of the request's header lines and
+ * of the last response. No state of a previous request leaks into the next
+ * one: the options that vary per request (URL, header list, body, fresh
+ * connection) are set on every exchange, and the handle is reset and every
+ * other option set again whenever one of them (method, timeouts, TLS
+ * settings) differs from the previous exchange's.
  */
 #ifndef DMS_HTTP_H
 #define DMS_HTTP_H
@@ -12,7 +15,7 @@
 #include <stddef.h>
 
 #if defined(__GNUC__)
-#pragma GCC visibility push(hidden)   /* only luaopen_dms_core is exported */
+#pragma GCC visibility push(hidden)   /* only luaopen_dms_curl is exported */
 #endif
 
 typedef struct dms_http dms_http;
@@ -21,9 +24,16 @@ typedef struct dms_http dms_http;
 #define DMS_HTTP_MAX_HEAD_BYTES (64 * 1024)
 
 typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} dms_http_header;
+
+typedef struct {
     const char *url;
     const char *method;
-    const char *const *headers;     /* "Name: value" lines */
+    const dms_http_header *headers; /* sent as "Name: value" lines, in this order */
     size_t nheaders;
     const char *body;
     size_t body_len;

@@ -43,12 +43,15 @@ static int is_unreserved(unsigned char c)
  * when keep_slash, and an existing '%' when keep_percent). */
 static void uri_encode(sbuf *b, const char *s, size_t n, int keep_slash, int keep_percent)
 {
-    size_t i;
+    size_t i, run = 0;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (is_unreserved(c) || (keep_slash && c == '/') || (keep_percent && c == '%')) {
-            sb_addc(b, (char)c);
+            run++;
         } else {
+            if (run)
+                sb_add(b, s + i - run, run);
+            run = 0;
             char enc[3];
             enc[0] = '%';
             enc[1] = HEX_UPPER[c >> 4];
@@ -56,6 +59,8 @@ static void uri_encode(sbuf *b, const char *s, size_t n, int keep_slash, int kee
             sb_add(b, enc, 3);
         }
     }
+    if (run)
+        sb_add(b, s + n - run, run);
 }
 
 static int hexval(int c)
@@ -86,14 +91,26 @@ static void hex_lower(const unsigned char *in, size_t n, char *out)
 {
     size_t i;
     for (i = 0; i < n; i++) {
-        out[2 * i] = HEX_LOWER[in[i] >> 4];
-        out[2 * i + 1] = HEX_LOWER[in[i] & 15];
+        unsigned c = in[i];
+        out[2 * i] = HEX_LOWER[c >> 4];
+        out[2 * i + 1] = HEX_LOWER[c & 15];
     }
     out[2 * n] = '\0';
 }
 
 /* ------------------------------------------------------------------ */
-/* OpenSSL wrappers                                                    */
+/* OpenSSL: one fetched digest and one digest context, kept              */
+
+struct dms_sigv4_crypto {
+    EVP_MD *md;                     /* SHA-256, fetched once */
+    EVP_MD_CTX *ctx;                /* reused for every hash */
+    EVP_MD_CTX *ipad[DMS_SIGV4_CACHE_SLOTS];    /* per cached key: SHA-256 state after K ^ ipad */
+    EVP_MD_CTX *opad[DMS_SIGV4_CACHE_SLOTS];    /* ... and after K ^ opad */
+    sbuf text;                      /* canonical request, string to sign, Authorization */
+    sbuf arena;                     /* lowercased names and trimmed values of the headers */
+    int64_t date_time;              /* the last time formatted, and its X-Amz-Date */
+    char date_value[17];
+};
 
 static void crypto_error(char *err, size_t errlen, const char *what)
 {
@@ -108,16 +125,51 @@ static void crypto_error(char *err, size_t errlen, const char *what)
     ERR_clear_error();
 }
 
-static int sha256(const void *data, size_t len, unsigned char out[32])
+static int crypto_init(dms_sigv4_crypto *c)
+{
+    memset(c, 0, sizeof *c);
+    c->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    c->ctx = EVP_MD_CTX_new();
+    return c->md && c->ctx ? 0 : -1;
+}
+
+/* Releases what crypto_init and the signatures made; the text buffer only
+ * when free_text (a result may own it). */
+static void crypto_release(dms_sigv4_crypto *c, int free_text)
+{
+    size_t i;
+    for (i = 0; i < DMS_SIGV4_CACHE_SLOTS; i++) {
+        EVP_MD_CTX_free(c->ipad[i]);
+        EVP_MD_CTX_free(c->opad[i]);
+        c->ipad[i] = c->opad[i] = NULL;
+    }
+    EVP_MD_CTX_free(c->ctx);
+    EVP_MD_free(c->md);
+    c->ctx = NULL;
+    c->md = NULL;
+    if (c->arena.data)
+        OPENSSL_cleanse(c->arena.data, c->arena.cap);
+    sb_free(&c->arena);
+    if (free_text) {
+        if (c->text.data)
+            OPENSSL_cleanse(c->text.data, c->text.cap);
+        sb_free(&c->text);
+    }
+}
+
+static int sha256(dms_sigv4_crypto *c, const void *data, size_t len, unsigned char out[32])
 {
     unsigned int outlen = 0;
-    return EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) == 1 && outlen == 32;
+    return EVP_DigestInit_ex(c->ctx, c->md, NULL) == 1
+        && EVP_DigestUpdate(c->ctx, data, len) == 1
+        && EVP_DigestFinal_ex(c->ctx, out, &outlen) == 1 && outlen == 32;
 }
 
 int dms_sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char md[32];
-    if (!sha256(data, len, md)) {
+    unsigned int outlen = 0;
+    if (EVP_Digest(data, len, md, &outlen, EVP_sha256(), NULL) != 1 || outlen != 32) {
         ERR_clear_error();
         return -1;
     }
@@ -125,12 +177,88 @@ int dms_sha256_hex(const void *data, size_t len, char out[65])
     return 0;
 }
 
-static int hmac256(const void *key, size_t keylen, const void *msg, size_t msglen,
+/* HMAC-SHA256 (RFC 2104) over the kept digest context: H((K ^ opad) || H((K ^ ipad) || msg)).
+ * The pads of a key can be hashed once and kept (hmac_pads, hmac_from_pads):
+ * a cached signing key costs two blocks less per signature. */
+#define HMAC_BLOCK 64
+
+static void key_block(const unsigned char *key, size_t keylen, unsigned char pad,
+                      unsigned char block[HMAC_BLOCK])
+{
+    size_t i;
+    memset(block, pad, HMAC_BLOCK);
+    for (i = 0; i < keylen; i++)
+        block[i] ^= key[i];
+}
+
+/* the key as HMAC uses it: itself up to a block, its digest beyond */
+static int hmac_key(dms_sigv4_crypto *c, const void *key, size_t *keylen, unsigned char hashed[32],
+                    const unsigned char **k)
+{
+    *k = key;
+    if (*keylen <= HMAC_BLOCK)
+        return 1;
+    if (!sha256(c, key, *keylen, hashed))
+        return 0;
+    *k = hashed;
+    *keylen = 32;
+    return 1;
+}
+
+static int hmac256(dms_sigv4_crypto *c, const void *key, size_t keylen, const void *msg, size_t msglen,
                    unsigned char out[32])
 {
+    unsigned char block[HMAC_BLOCK], inner[32], hashed[32];
+    const unsigned char *k;
     unsigned int outlen = 0;
-    return HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &outlen) != NULL
-        && outlen == 32;
+    int ok = hmac_key(c, key, &keylen, hashed, &k);
+    if (ok) {
+        key_block(k, keylen, 0x36, block);
+        ok = EVP_DigestInit_ex(c->ctx, c->md, NULL) == 1 && EVP_DigestUpdate(c->ctx, block, HMAC_BLOCK) == 1
+             && EVP_DigestUpdate(c->ctx, msg, msglen) == 1 && EVP_DigestFinal_ex(c->ctx, inner, &outlen) == 1;
+    }
+    if (ok) {
+        key_block(k, keylen, 0x5c, block);
+        ok = EVP_DigestInit_ex(c->ctx, c->md, NULL) == 1 && EVP_DigestUpdate(c->ctx, block, HMAC_BLOCK) == 1
+             && EVP_DigestUpdate(c->ctx, inner, 32) == 1 && EVP_DigestFinal_ex(c->ctx, out, &outlen) == 1
+             && outlen == 32;
+    }
+    OPENSSL_cleanse(block, sizeof block);
+    OPENSSL_cleanse(inner, sizeof inner);
+    OPENSSL_cleanse(hashed, sizeof hashed);
+    return ok;
+}
+
+/* the pad states of a 32-byte key into *ipad and *opad (made when NULL) */
+static int hmac_pads(dms_sigv4_crypto *c, const unsigned char key[32], EVP_MD_CTX **ipad, EVP_MD_CTX **opad)
+{
+    unsigned char block[HMAC_BLOCK];
+    int ok;
+    if (!*ipad)
+        *ipad = EVP_MD_CTX_new();
+    if (!*opad)
+        *opad = EVP_MD_CTX_new();
+    if (!*ipad || !*opad)
+        return 0;
+    key_block(key, 32, 0x36, block);
+    ok = EVP_DigestInit_ex(*ipad, c->md, NULL) == 1 && EVP_DigestUpdate(*ipad, block, HMAC_BLOCK) == 1;
+    key_block(key, 32, 0x5c, block);
+    ok = ok && EVP_DigestInit_ex(*opad, c->md, NULL) == 1 && EVP_DigestUpdate(*opad, block, HMAC_BLOCK) == 1;
+    OPENSSL_cleanse(block, sizeof block);
+    return ok;
+}
+
+static int hmac_from_pads(dms_sigv4_crypto *c, const EVP_MD_CTX *ipad, const EVP_MD_CTX *opad,
+                          const void *msg, size_t msglen, unsigned char out[32])
+{
+    unsigned char inner[32];
+    unsigned int outlen = 0;
+    int ok = EVP_MD_CTX_copy_ex(c->ctx, ipad) == 1 && EVP_DigestUpdate(c->ctx, msg, msglen) == 1
+             && EVP_DigestFinal_ex(c->ctx, inner, &outlen) == 1
+             && EVP_MD_CTX_copy_ex(c->ctx, opad) == 1 && EVP_DigestUpdate(c->ctx, inner, 32) == 1
+             && EVP_DigestFinal_ex(c->ctx, out, &outlen) == 1 && outlen == 32;
+    OPENSSL_cleanse(inner, sizeof inner);
+    return ok;
 }
 
 /* ------------------------------------------------------------------ */
@@ -176,13 +304,33 @@ static void normalize_path(sbuf *out, const char *path)
         sb_addc(out, '/');
 }
 
+/* 1 unless the path is already what normalize_path would make of it: it
+ * starts with '/' and has no empty, '.' or '..' segment */
+static int needs_normalizing(const char *path)
+{
+    const char *p;
+    if (path[0] != '/')
+        return 1;
+    for (p = path; *p; p++) {
+        if (*p != '/')
+            continue;
+        if (p[1] == '/')
+            return 1;
+        if (p[1] == '.' && (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0'))))
+            return 1;
+    }
+    return 0;
+}
+
 static void canonical_uri(sbuf *cr, const char *path, int normalize)
 {
     if (!path || !*path) {
         sb_addc(cr, '/');
         return;
     }
-    if (normalize) {
+    if (normalize && !needs_normalizing(path)) {
+        uri_encode(cr, path, strlen(path), 1, 0);
+    } else if (normalize) {
         sbuf norm = {0};
         normalize_path(&norm, path);
         if (norm.failed) {
@@ -298,25 +446,64 @@ done:
 /* 1c. canonical headers                                               */
 
 typedef struct {
-    char *name;         /* lowercase */
-    sbuf value;         /* trimmed, spaces collapsed, duplicates joined with ',' */
-    size_t order;       /* first appearance, for a stable sort */
+    const char *name;       /* lowercase, in the arena */
+    size_t name_len;
+    const char *value;      /* trimmed, spaces collapsed, in the arena */
+    size_t value_len;
+    size_t order;           /* first appearance, for a stable sort */
 } cheader;
 
 static int cheader_cmp(const void *a, const void *b)
 {
     const cheader *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
     if (c)
         return c;
+    if (x->name_len != y->name_len)
+        return x->name_len < y->name_len ? -1 : 1;
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-/* Appends a header value trimmed and with runs of whitespace collapsed. */
-static void add_trimmed(sbuf *b, const char *v, size_t n)
+static int same_name(const cheader *x, const cheader *y)
 {
-    size_t i = 0, end = n;
+    return x->name_len == y->name_len && memcmp(x->name, y->name, x->name_len) == 0;
+}
+
+/* By name, then by first appearance (duplicates keep their order): an
+ * insertion sort for the few headers of a request, qsort beyond. */
+static void sort_headers(cheader *hs, size_t n)
+{
+    size_t i, j;
+    if (n > 16) {
+        qsort(hs, n, sizeof *hs, cheader_cmp);
+        return;
+    }
+    for (i = 1; i < n; i++) {
+        cheader h = hs[i];
+        for (j = i; j > 0 && cheader_cmp(&hs[j - 1], &h) > 0; j--)
+            hs[j] = hs[j - 1];
+        hs[j] = h;
+    }
+}
+
+/* Appends a header value trimmed and with runs of whitespace collapsed
+ * (into room the caller reserved: at most n bytes); returns its length. */
+static size_t add_trimmed(sbuf *b, const char *v, size_t n)
+{
+    size_t i = 0, end = n, start = b->len;
     int space = 0;
+    if (n > 0 && v[0] != ' ' && v[n - 1] != ' ' && !memchr(v, '\t', n)) {
+        const char *sp = memchr(v, ' ', n);
+        while (sp && sp[1] != ' ')
+            sp = memchr(sp + 1, ' ', (size_t)(v + n - sp - 1));
+        if (!sp) {              /* nothing to trim or collapse */
+            memcpy(b->data + b->len, v, n);
+            b->len += n;
+            b->data[b->len] = '\0';
+            return n;
+        }
+    }
     while (i < end && (v[i] == ' ' || v[i] == '\t'))
         i++;
     while (end > i && (v[end - 1] == ' ' || v[end - 1] == '\t'))
@@ -327,22 +514,28 @@ static void add_trimmed(sbuf *b, const char *v, size_t n)
             continue;
         }
         if (space) {
-            sb_addc(b, ' ');
+            b->data[b->len++] = ' ';
             space = 0;
         }
-        sb_addc(b, v[i]);
+        b->data[b->len++] = v[i];
     }
-    if (!b->data)
-        sb_add(b, "", 0);
+    b->data[b->len] = '\0';
+    return b->len - start;
+}
+
+static void add_lower(sbuf *b, const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        b->data[b->len++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    b->data[b->len] = '\0';
 }
 
 static int has_ctl(const char *s, size_t n)
 {
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 1;
-    return 0;
+    return memchr(s, '\r', n) || memchr(s, '\n', n) || memchr(s, '\0', n);
 }
 
 static int valid_token(const char *s, size_t n)
@@ -358,48 +551,17 @@ static int valid_token(const char *s, size_t n)
     return 1;
 }
 
-static int name_is(const char *s, size_t n, const char *lower)
+static int name_is(const char *s, size_t n, const char *lower, size_t lower_len)
 {
     size_t i;
-    if (strlen(lower) != n)
+    if (lower_len != n)
         return 0;
     for (i = 0; i < n; i++)
         if (tolower((unsigned char)s[i]) != lower[i])
             return 0;
     return 1;
 }
-
-static void free_headers(cheader *hs, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++) {
-        free(hs[i].name);
-        sb_free(&hs[i].value);
-    }
-    free(hs);
-}
-
-/* Merges duplicates and sorts; returns the number of distinct names. */
-static size_t merge_headers(cheader *hs, size_t n)
-{
-    size_t i, out = 0;
-    if (n == 0)
-        return 0;
-    qsort(hs, n, sizeof *hs, cheader_cmp);
-    for (i = 1; i < n; i++) {
-        if (strcmp(hs[i].name, hs[out].name) == 0) {
-            sb_addc(&hs[out].value, ',');
-            sb_add(&hs[out].value, hs[i].value.data, hs[i].value.len);
-            if (hs[i].value.failed)
-                hs[out].value.failed = 1;
-            free(hs[i].name);
-            sb_free(&hs[i].value);
-        } else {
-            hs[++out] = hs[i];
-        }
-    }
-    return out + 1;
-}
+#define NAME_IS(s, n, lit) name_is((s), (n), (lit), sizeof(lit) - 1)
 
 /* ------------------------------------------------------------------ */
 /* 3. signing key                                                      */
@@ -413,65 +575,91 @@ static void copy_bounded(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-static int derive_key(const dms_sigv4_request *req, const char *date,
-                      dms_sigv4_cache *cache, unsigned char key[32])
+/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request") */
+static int derive_key(dms_sigv4_crypto *c, const dms_sigv4_request *req, const char *date,
+                      unsigned char key[32])
 {
-    unsigned char digest[32], k1[32], k2[32], k3[32];
+    unsigned char k1[32], k2[32], k3[32];
     unsigned char *kbuf;
-    size_t klen, i;
-    int cacheable = cache && strlen(req->region) < sizeof cache->entries[0].region
-                    && strlen(req->service) < sizeof cache->entries[0].service;
+    size_t klen = 4 + req->secret_key_len;
+    int ok;
 
-    if (cacheable) {
-        if (!sha256(req->secret_key, req->secret_key_len, digest))
-            return -1;
-        for (i = 0; i < DMS_SIGV4_CACHE_SLOTS; i++) {
-            dms_sigv4_cache_entry *e = &cache->entries[i];
-            if (e->used && memcmp(e->secret_digest, digest, 32) == 0
-                && strcmp(e->date, date) == 0 && strcmp(e->region, req->region) == 0
-                && strcmp(e->service, req->service) == 0) {
-                memcpy(key, e->key, 32);
-                cache->hits++;
-                return 0;
-            }
-        }
-    }
-
-    klen = 4 + req->secret_key_len;
     kbuf = malloc(klen);
     if (!kbuf)
         return -2;
     memcpy(kbuf, "AWS4", 4);
     memcpy(kbuf + 4, req->secret_key, req->secret_key_len);
-    i = hmac256(kbuf, klen, date, strlen(date), k1)
-        && hmac256(k1, 32, req->region, strlen(req->region), k2)
-        && hmac256(k2, 32, req->service, strlen(req->service), k3)
-        && hmac256(k3, 32, "aws4_request", 12, key);
+    ok = hmac256(c, kbuf, klen, date, strlen(date), k1)
+         && hmac256(c, k1, 32, req->region, strlen(req->region), k2)
+         && hmac256(c, k2, 32, req->service, strlen(req->service), k3)
+         && hmac256(c, k3, 32, "aws4_request", 12, key);
     OPENSSL_cleanse(kbuf, klen);
     free(kbuf);
     OPENSSL_cleanse(k1, sizeof k1);
     OPENSSL_cleanse(k2, sizeof k2);
     OPENSSL_cleanse(k3, sizeof k3);
-    if (!i)
-        return -1;
+    return ok ? 0 : -1;
+}
 
-    if (cacheable) {
-        dms_sigv4_cache_entry *e = &cache->entries[cache->next % DMS_SIGV4_CACHE_SLOTS];
-        cache->next++;
-        cache->misses++;
-        memcpy(e->secret_digest, digest, 32);
-        copy_bounded(e->date, sizeof e->date, date);
-        copy_bounded(e->region, sizeof e->region, req->region);
-        copy_bounded(e->service, sizeof e->service, req->service);
-        memcpy(e->key, key, 32);
-        e->used = 1;
+/* 3 and 4: the signature of the string to sign, with the cached key's pad
+ * states when there is a cache (deriving and caching the key on a miss). */
+static int sign_sts(dms_sigv4_crypto *c, dms_sigv4_cache *cache, const dms_sigv4_request *req,
+                    const char *date, const char *sts, size_t sts_len, unsigned char sig[32])
+{
+    unsigned char digest[32], key[32];
+    size_t i;
+    int rc;
+    dms_sigv4_cache_entry *e;
+
+    if (!cache || strlen(req->region) >= sizeof cache->entries[0].region
+        || strlen(req->service) >= sizeof cache->entries[0].service) {
+        rc = derive_key(c, req, date, key);
+        if (rc == 0 && !hmac256(c, key, 32, sts, sts_len, sig))
+            rc = -1;
+        OPENSSL_cleanse(key, sizeof key);
+        return rc;
     }
-    return 0;
+    if (!sha256(c, req->secret_key, req->secret_key_len, digest))
+        return -1;
+    for (i = 0; i < DMS_SIGV4_CACHE_SLOTS; i++) {
+        e = &cache->entries[i];
+        if (e->used && memcmp(e->secret_digest, digest, 32) == 0 && strcmp(e->date, date) == 0
+            && strcmp(e->region, req->region) == 0 && strcmp(e->service, req->service) == 0) {
+            cache->hits++;
+            return hmac_from_pads(c, c->ipad[i], c->opad[i], sts, sts_len, sig) ? 0 : -1;
+        }
+    }
+    if ((rc = derive_key(c, req, date, key)) != 0) {
+        OPENSSL_cleanse(key, sizeof key);
+        return rc;
+    }
+    i = cache->next % DMS_SIGV4_CACHE_SLOTS;
+    e = &cache->entries[i];
+    cache->next++;
+    cache->misses++;
+    e->used = 0;
+    if (!hmac_pads(c, key, &c->ipad[i], &c->opad[i])) {
+        OPENSSL_cleanse(key, sizeof key);
+        return c->ipad[i] && c->opad[i] ? -1 : -2;
+    }
+    memcpy(e->secret_digest, digest, 32);
+    copy_bounded(e->date, sizeof e->date, date);
+    copy_bounded(e->region, sizeof e->region, req->region);
+    copy_bounded(e->service, sizeof e->service, req->service);
+    memcpy(e->key, key, 32);
+    e->used = 1;
+    OPENSSL_cleanse(key, sizeof key);
+    return hmac_from_pads(c, c->ipad[i], c->opad[i], sts, sts_len, sig) ? 0 : -1;
 }
 
 void dms_sigv4_cache_clear(dms_sigv4_cache *cache)
 {
+    if (cache->crypto) {
+        crypto_release(cache->crypto, 1);
+        free(cache->crypto);
+    }
     OPENSSL_cleanse(cache, sizeof *cache);
+    cache->crypto = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -488,35 +676,55 @@ static int valid_amz_date(const char *s, size_t n)
     return 1;
 }
 
+static void digits(char *out, int v, int n)
+{
+    while (n-- > 0) {
+        out[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* 20150830T123600Z */
 static int format_amz_date(int64_t t, char out[17])
 {
     struct tm tm;
     time_t tt = (time_t)t;
-    if (gmtime_r(&tt, &tm) == NULL)
+    if (gmtime_r(&tt, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
         return -1;
-    return strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm) == 16 ? 0 : -1;
+    digits(out, tm.tm_year + 1900, 4);
+    digits(out + 4, tm.tm_mon + 1, 2);
+    digits(out + 6, tm.tm_mday, 2);
+    out[8] = 'T';
+    digits(out + 9, tm.tm_hour, 2);
+    digits(out + 11, tm.tm_min, 2);
+    digits(out + 13, tm.tm_sec, 2);
+    out[15] = 'Z';
+    out[16] = '\0';
+    return 0;
 }
 
-static char *sb_take(sbuf *b)
+/* appends b[off, off + n) to b itself */
+static void sb_add_own(sbuf *b, size_t off, size_t n)
 {
-    char *p = b->data;
-    if (!p)
-        p = calloc(1, 1);
-    b->data = NULL;
-    b->len = b->cap = 0;
-    return p;
+    if (dms_buf_reserve(b, n) != 0)
+        return;
+    memcpy(b->data + b->len, b->data + off, n);
+    b->len += n;
+    b->data[b->len] = '\0';
 }
 
 #define FAIL(code, ...) do { snprintf(err, errlen, __VA_ARGS__); rc = (code); goto out; } while (0)
+#define STACK_HEADERS 16
 
 int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
                    dms_sigv4_result *res, char *err, size_t errlen)
 {
-    sbuf cr = {0}, sts = {0}, auth = {0}, signed_names = {0};
-    cheader *hs = NULL;
-    size_t nh = 0, i;
-    char date[9], payload_hex[65], cr_hex[65];
-    unsigned char key[32], sig[32];
+    dms_sigv4_crypto local, *c = NULL;
+    cheader stack_hs[STACK_HEADERS], *hs = NULL;
+    sbuf *text, *arena;
+    size_t nh = 0, i, arena_need, token_len = 0, cr_len, sts_off, sts_len, auth_off, names_off, names_len;
+    char date[9], hex[65];
+    unsigned char md[32], sig[32];
     int have_date = 0, have_token = 0, rc = DMS_SIGV4_OK;
 
     memset(res, 0, sizeof *res);
@@ -543,122 +751,187 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
         FAIL(DMS_SIGV4_EINVAL, "path contains CR, LF or NUL");
     if (req->query && has_ctl(req->query, strlen(req->query)))
         FAIL(DMS_SIGV4_EINVAL, "query contains CR, LF or NUL");
-    if (req->session_token && has_ctl(req->session_token, strlen(req->session_token)))
-        FAIL(DMS_SIGV4_EINVAL, "session_token contains CR, LF or NUL");
+    if (req->session_token) {
+        token_len = strlen(req->session_token);
+        if (has_ctl(req->session_token, token_len))
+            FAIL(DMS_SIGV4_EINVAL, "session_token contains CR, LF or NUL");
+    }
 
-    /* 1c. headers: validate, lowercase, trim; note X-Amz-Date and the token */
-    hs = calloc(req->nheaders + 2, sizeof *hs);
-    if (!hs)
-        FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+    /* the kept OpenSSL state and buffers of the cache, or this call's own */
+    if (cache) {
+        if (!cache->crypto) {
+            cache->crypto = malloc(sizeof *cache->crypto);
+            if (!cache->crypto)
+                FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+            if (crypto_init(cache->crypto) != 0) {
+                crypto_release(cache->crypto, 1);
+                free(cache->crypto);
+                cache->crypto = NULL;
+                crypto_error(err, errlen, "SHA-256");
+                rc = DMS_SIGV4_ECRYPTO;
+                goto out;
+            }
+        }
+        c = cache->crypto;
+        dms_buf_reset(&c->text);
+        dms_buf_reset(&c->arena);
+    } else {
+        c = &local;
+        if (crypto_init(c) != 0) {
+            crypto_error(err, errlen, "SHA-256");
+            rc = DMS_SIGV4_ECRYPTO;
+            goto out;
+        }
+    }
+    text = &c->text;
+    arena = &c->arena;
+
+    /* 1c. headers: validate, lowercase, trim; note X-Amz-Date and the token.
+     * Names and values go to the arena, reserved once so that they never move. */
+    arena_need = 64 + token_len;
     for (i = 0; i < req->nheaders; i++) {
         const dms_sigv4_header *h = &req->headers[i];
-        size_t k;
+        if (h->name_len > SIZE_MAX / 4 || h->value_len > SIZE_MAX / 4 || arena_need > SIZE_MAX / 2)
+            FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+        arena_need += h->name_len + h->value_len + 2;
+    }
+    if (dms_buf_reserve(arena, arena_need) != 0)
+        FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+    if (req->nheaders + 2 <= STACK_HEADERS) {
+        hs = stack_hs;
+    } else if (!(hs = calloc(req->nheaders + 2, sizeof *hs))) {
+        FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < req->nheaders; i++) {
+        const dms_sigv4_header *h = &req->headers[i];
+        cheader *ch = &hs[nh];
         if (!valid_token(h->name, h->name_len))
             FAIL(DMS_SIGV4_EINVAL, "header #%zu has an invalid name", i + 1);
         if (has_ctl(h->value, h->value_len))
             FAIL(DMS_SIGV4_EINVAL, "header '%.*s' contains CR, LF or NUL",
                  (int)(h->name_len > 64 ? 64 : h->name_len), h->name);
-        if (name_is(h->name, h->name_len, "authorization"))
+        if (NAME_IS(h->name, h->name_len, "authorization"))
             FAIL(DMS_SIGV4_EINVAL, "the request already has an Authorization header");
-        if (name_is(h->name, h->name_len, "x-amz-date")) {
-            char tmp[17];
-            sbuf v = {0};
-            add_trimmed(&v, h->value, h->value_len);
-            if (v.failed || !valid_amz_date(v.data, v.len)) {
-                sb_free(&v);
+        ch->name = arena->data + arena->len;
+        ch->name_len = h->name_len;
+        add_lower(arena, h->name, h->name_len);
+        arena->len++;                       /* past the NUL */
+        ch->value = arena->data + arena->len;
+        ch->value_len = add_trimmed(arena, h->value, h->value_len);
+        arena->len++;
+        ch->order = nh++;
+        if (ch->name_len == 10 && memcmp(ch->name, "x-amz-date", 10) == 0) {
+            if (!valid_amz_date(ch->value, ch->value_len))
                 FAIL(DMS_SIGV4_EINVAL, "X-Amz-Date must look like 20150830T123600Z");
-            }
-            memcpy(tmp, v.data, 17);
-            sb_free(&v);
-            if (have_date && strcmp(tmp, res->amz_date) != 0)
+            if (have_date && memcmp(ch->value, res->amz_date, 16) != 0)
                 FAIL(DMS_SIGV4_EINVAL, "conflicting X-Amz-Date headers");
-            memcpy(res->amz_date, tmp, 17);
+            memcpy(res->amz_date, ch->value, 16);
+            res->amz_date[16] = '\0';
             have_date = 1;
-        }
-        if (name_is(h->name, h->name_len, "x-amz-security-token"))
+        } else if (ch->name_len == 20 && memcmp(ch->name, "x-amz-security-token", 20) == 0) {
             have_token = 1;
-        hs[nh].name = malloc(h->name_len + 1);
-        if (!hs[nh].name)
-            FAIL(DMS_SIGV4_ENOMEM, "out of memory");
-        for (k = 0; k < h->name_len; k++)
-            hs[nh].name[k] = (char)tolower((unsigned char)h->name[k]);
-        hs[nh].name[h->name_len] = '\0';
-        hs[nh].order = nh;
-        add_trimmed(&hs[nh].value, h->value, h->value_len);
-        nh++;
-        if (hs[nh - 1].value.failed)
-            FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+        }
     }
     if (!have_date) {
-        if (format_amz_date(req->time, res->amz_date) != 0)
-            FAIL(DMS_SIGV4_EINVAL, "time is out of range");
+        if (c->date_value[0] && c->date_time == req->time) {
+            memcpy(res->amz_date, c->date_value, 17);
+        } else {
+            if (format_amz_date(req->time, res->amz_date) != 0)
+                FAIL(DMS_SIGV4_EINVAL, "time is out of range");
+            c->date_time = req->time;
+            memcpy(c->date_value, res->amz_date, 17);
+        }
         res->date_added = 1;
-        hs[nh].name = strdup("x-amz-date");
+        hs[nh].name = "x-amz-date";
+        hs[nh].name_len = 10;
+        hs[nh].value = res->amz_date;
+        hs[nh].value_len = 16;
         hs[nh].order = nh;
-        if (!hs[nh].name)
-            FAIL(DMS_SIGV4_ENOMEM, "out of memory");
-        sb_adds(&hs[nh].value, res->amz_date);
         nh++;
     }
     if (req->session_token && *req->session_token && !have_token) {
         res->token_added = 1;
         if (req->sign_session_token) {
-            hs[nh].name = strdup("x-amz-security-token");
+            hs[nh].name = "x-amz-security-token";
+            hs[nh].name_len = 20;
+            hs[nh].value = arena->data + arena->len;
+            hs[nh].value_len = add_trimmed(arena, req->session_token, token_len);
+            arena->len++;
             hs[nh].order = nh;
-            if (!hs[nh].name)
-                FAIL(DMS_SIGV4_ENOMEM, "out of memory");
-            add_trimmed(&hs[nh].value, req->session_token, strlen(req->session_token));
             nh++;
         }
     }
-    nh = merge_headers(hs, nh);
+    sort_headers(hs, nh);
     memcpy(date, res->amz_date, 8);
     date[8] = '\0';
 
-    /* 1. canonical request */
-    sb_adds(&cr, req->method);
-    sb_addc(&cr, '\n');
-    canonical_uri(&cr, req->path, req->normalize_path);
-    sb_addc(&cr, '\n');
-    if (canonical_query(&cr, req->query) != 0)
+    /* 1. canonical request: method, URI, query, headers (duplicates joined
+     * with ','), signed header names, payload hash */
+    sb_adds(text, req->method);
+    sb_addc(text, '\n');
+    canonical_uri(text, req->path, req->normalize_path);
+    sb_addc(text, '\n');
+    if (canonical_query(text, req->query) != 0)
         FAIL(DMS_SIGV4_ENOMEM, "out of memory");
-    sb_addc(&cr, '\n');
+    sb_addc(text, '\n');
     for (i = 0; i < nh; i++) {
-        sb_adds(&cr, hs[i].name);
-        sb_addc(&cr, ':');
-        sb_add(&cr, hs[i].value.data, hs[i].value.len);
-        sb_addc(&cr, '\n');
-        if (i)
-            sb_addc(&signed_names, ';');
-        sb_adds(&signed_names, hs[i].name);
+        if (i > 0 && same_name(&hs[i], &hs[i - 1])) {
+            text->len--;                    /* the previous value's '\n' */
+            sb_addc(text, ',');
+        } else {
+            sb_add(text, hs[i].name, hs[i].name_len);
+            sb_addc(text, ':');
+        }
+        sb_add(text, hs[i].value, hs[i].value_len);
+        sb_addc(text, '\n');
     }
-    sb_addc(&cr, '\n');
-    sb_add(&cr, signed_names.data, signed_names.len);
-    sb_addc(&cr, '\n');
-    if (dms_sha256_hex(req->body ? req->body : "", req->body ? req->body_len : 0, payload_hex) != 0)
-        FAIL(DMS_SIGV4_ECRYPTO, "SHA-256 failed");
-    sb_adds(&cr, payload_hex);
-    if (cr.failed || signed_names.failed)
+    sb_addc(text, '\n');
+    names_off = text->len;
+    for (i = 0; i < nh; i++) {
+        if (i > 0 && same_name(&hs[i], &hs[i - 1]))
+            continue;
+        if (i > 0)
+            sb_addc(text, ';');
+        sb_add(text, hs[i].name, hs[i].name_len);
+    }
+    names_len = text->len - names_off;
+    sb_addc(text, '\n');
+    if (!sha256(c, req->body ? req->body : "", req->body ? req->body_len : 0, md)) {
+        crypto_error(err, errlen, "SHA-256");
+        rc = DMS_SIGV4_ECRYPTO;
+        goto out;
+    }
+    hex_lower(md, 32, hex);
+    sb_add(text, hex, 64);
+    if (text->failed)
         FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+    cr_len = text->len;
 
-    /* 2. string to sign */
-    if (dms_sha256_hex(cr.data, cr.len, cr_hex) != 0)
-        FAIL(DMS_SIGV4_ECRYPTO, "SHA-256 failed");
-    sb_adds(&sts, "AWS4-HMAC-SHA256\n");
-    sb_adds(&sts, res->amz_date);
-    sb_addc(&sts, '\n');
-    sb_adds(&sts, date);
-    sb_addc(&sts, '/');
-    sb_adds(&sts, req->region);
-    sb_addc(&sts, '/');
-    sb_adds(&sts, req->service);
-    sb_adds(&sts, "/aws4_request\n");
-    sb_adds(&sts, cr_hex);
-    if (sts.failed)
+    /* 2. string to sign: algorithm, date, scope, hash of the canonical request */
+    if (!sha256(c, text->data, cr_len, md)) {
+        crypto_error(err, errlen, "SHA-256");
+        rc = DMS_SIGV4_ECRYPTO;
+        goto out;
+    }
+    hex_lower(md, 32, hex);
+    sb_addc(text, '\0');
+    sts_off = text->len;
+    sb_adds(text, "AWS4-HMAC-SHA256\n");
+    sb_add(text, res->amz_date, 16);
+    sb_addc(text, '\n');
+    sb_add(text, date, 8);
+    sb_addc(text, '/');
+    sb_adds(text, req->region);
+    sb_addc(text, '/');
+    sb_adds(text, req->service);
+    sb_adds(text, "/aws4_request\n");
+    sb_add(text, hex, 64);
+    if (text->failed)
         FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+    sts_len = text->len - sts_off;
 
-    /* 3. signing key */
-    switch (derive_key(req, date, cache, key)) {
+    /* 3. signing key and 4. signature */
+    switch (sign_sts(c, cache, req, date, text->data + sts_off, sts_len, sig)) {
     case 0:
         break;
     case -2:
@@ -668,43 +941,48 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
         rc = DMS_SIGV4_ECRYPTO;
         goto out;
     }
-
-    /* 4. signature and Authorization */
-    if (!hmac256(key, 32, sts.data, sts.len, sig)) {
-        crypto_error(err, errlen, "HMAC-SHA256");
-        rc = DMS_SIGV4_ECRYPTO;
-        goto out;
-    }
     hex_lower(sig, 32, res->signature);
-    sb_adds(&auth, "AWS4-HMAC-SHA256 Credential=");
-    sb_adds(&auth, req->access_key);
-    sb_addc(&auth, '/');
-    sb_adds(&auth, date);
-    sb_addc(&auth, '/');
-    sb_adds(&auth, req->region);
-    sb_addc(&auth, '/');
-    sb_adds(&auth, req->service);
-    sb_adds(&auth, "/aws4_request, SignedHeaders=");
-    sb_add(&auth, signed_names.data, signed_names.len);
-    sb_adds(&auth, ", Signature=");
-    sb_adds(&auth, res->signature);
-    if (auth.failed)
+    OPENSSL_cleanse(sig, sizeof sig);
+
+    /* the Authorization header */
+    sb_addc(text, '\0');
+    auth_off = text->len;
+    sb_adds(text, "AWS4-HMAC-SHA256 Credential=");
+    sb_adds(text, req->access_key);
+    sb_addc(text, '/');
+    sb_add(text, date, 8);
+    sb_addc(text, '/');
+    sb_adds(text, req->region);
+    sb_addc(text, '/');
+    sb_adds(text, req->service);
+    sb_adds(text, "/aws4_request, SignedHeaders=");
+    sb_add_own(text, names_off, names_len);
+    sb_adds(text, ", Signature=");
+    sb_add(text, res->signature, 64);
+    if (text->failed)
         FAIL(DMS_SIGV4_ENOMEM, "out of memory");
 
-    res->canonical_request = sb_take(&cr);
-    res->string_to_sign = sb_take(&sts);
-    res->authorization = sb_take(&auth);
-    if (!res->canonical_request || !res->string_to_sign || !res->authorization)
-        FAIL(DMS_SIGV4_ENOMEM, "out of memory");
+    text->data[cr_len] = '\0';
+    text->data[sts_off + sts_len] = '\0';
+    res->canonical_request_len = cr_len;
+    res->string_to_sign_len = sts_len;
+    res->authorization_len = text->len - auth_off;
+    res->canonical_request = text->data;
+    res->string_to_sign = text->data + sts_off;
+    res->authorization = text->data + auth_off;
+    if (!cache) {
+        res->owned = text->data;        /* the result's now */
+        text->data = NULL;
+        text->len = text->cap = 0;
+    }
 
 out:
-    OPENSSL_cleanse(key, sizeof key);
-    if (hs)
-        free_headers(hs, nh);
-    sb_free(&cr);
-    sb_free(&sts);
-    sb_free(&auth);
-    sb_free(&signed_names);
+    if (hs && hs != stack_hs)
+        free(hs);
+    if (c == &local)
+        crypto_release(c, 1);
+    else if (c && c->arena.data && token_len)
+        OPENSSL_cleanse(c->arena.data, c->arena.len);      /* a session token was there */
     if (rc != DMS_SIGV4_OK)
         dms_sigv4_result_free(res);
     return rc;
@@ -712,11 +990,13 @@ out:
 
 void dms_sigv4_result_free(dms_sigv4_result *res)
 {
-    free(res->canonical_request);
-    free(res->string_to_sign);
-    if (res->authorization)
-        OPENSSL_cleanse(res->authorization, strlen(res->authorization));
-    free(res->authorization);
+    /* a result's own strings are wiped; a cache's are overwritten by its next
+     * signature and wiped when it is cleared */
+    if (res->owned && res->authorization)
+        OPENSSL_cleanse(res->authorization, res->authorization_len);
+    free(res->owned);
+    res->owned = NULL;
     res->canonical_request = res->string_to_sign = res->authorization = NULL;
+    res->canonical_request_len = res->string_to_sign_len = res->authorization_len = 0;
     OPENSSL_cleanse(res->signature, sizeof res->signature);
 }

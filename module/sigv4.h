@@ -40,8 +40,14 @@ typedef struct {
     int sign_session_token;         /* add X-Amz-Security-Token to the signed headers */
 } dms_sigv4_request;
 
-/* Derived signing keys, cached per (secret, date, region, service).
- * The secret itself is never stored: entries are keyed by its SHA-256. */
+/* Derived signing keys, cached per (secret, date, region, service), and the
+ * OpenSSL state a signature needs, kept between signatures: the digest, one
+ * digest context, and the HMAC pad states of each cached key. The secret
+ * itself is never stored: entries are keyed by its SHA-256.
+ *
+ * A zeroed dms_sigv4_cache is an empty cache; the OpenSSL state is made on
+ * first use. dms_sigv4_cache_clear() wipes the keys and releases that state
+ * (a cache that was used must be cleared once done with). */
 #define DMS_SIGV4_CACHE_SLOTS 8
 
 typedef struct {
@@ -53,21 +59,32 @@ typedef struct {
     int used;
 } dms_sigv4_cache_entry;
 
+typedef struct dms_sigv4_crypto dms_sigv4_crypto;
+
 typedef struct {
     dms_sigv4_cache_entry entries[DMS_SIGV4_CACHE_SLOTS];
     unsigned next;
     unsigned long hits;
     unsigned long misses;
+    dms_sigv4_crypto *crypto;       /* contexts, pad states, text buffers; NULL until first use */
 } dms_sigv4_cache;
 
+/* The strings of a signature. Signed without a cache, they are allocated
+ * for the result; signed with a cache, they live in the cache's buffers and
+ * stay valid until the next signature with that cache (or its clearing).
+ * dms_sigv4_result_free() releases or wipes them, in both cases. */
 typedef struct {
     char *canonical_request;
     char *string_to_sign;
     char *authorization;
+    size_t canonical_request_len;
+    size_t string_to_sign_len;
+    size_t authorization_len;
     char signature[65];
     char amz_date[17];              /* the X-Amz-Date value that was signed */
     int date_added;                 /* 1 when X-Amz-Date was not among the headers */
     int token_added;                /* 1 when X-Amz-Security-Token must be added */
+    char *owned;                    /* the block holding the strings when they are the result's */
 } dms_sigv4_result;
 
 enum {
@@ -82,7 +99,8 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
 
 void dms_sigv4_result_free(dms_sigv4_result *res);
 
-/* Wipes every cached key. */
+/* Wipes every cached key and releases the cache's OpenSSL state and buffers;
+ * the cache is empty (and usable) afterwards. Safe to call twice. */
 void dms_sigv4_cache_clear(dms_sigv4_cache *cache);
 
 /* Lowercase hex SHA-256 of data into out[65]. Returns 0 on success. */

@@ -96,7 +96,8 @@ if $ASAN_CC -o build/asan/dms/core.so $CORE_SRCS -lcrypto && $ASAN_CC -o build/a
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         run_busted "Lua 5.4 + ASan/UBSan" lua5.4 "build/asan/?.so;;" \
         spec/sigv4_spec.lua spec/shape_spec.lua spec/parse_spec.lua spec/client_spec.lua spec/fuzz_shape_spec.lua \
-        spec/client_audit_spec.lua spec/sys_spec.lua spec/protocol_spec.lua spec/differential_spec.lua
+        spec/client_audit_spec.lua spec/sys_spec.lua spec/protocol_spec.lua spec/differential_spec.lua \
+        spec/curl_spec.lua
 else count 0 1 0; fi
 
 section "busted under valgrind, garbage collector forced"

@@ -109,18 +109,7 @@ local function check_types(config)
 end
 
 local Client = {}
-
-Client.__index = function(_, k)
-  local v = Client[k]
-  if v ~= nil then return v end
-  local op = METHODS[k]
-  if op then
-    local f = function(self_, params, opts) return self_:call(op, params, opts) end
-    Client[k] = f
-    return f
-  end
-  return nil
-end
+Client.__index = Client
 
 function Client:__tostring()
   local name = self.model == model and "dms" or tostring(self.model.endpoint_prefix)
@@ -301,20 +290,43 @@ function Client:attempt(req, op, unsafe, timeout)
   if not creds then return nil, cerr end
   local transport, terr = self:transport()
   if not transport then return nil, terr end
-  local headers = { { "Host", self.endpoint.host_header } }
-  for i, h in ipairs(req.headers) do headers[i + 1] = h end
-  local ok, signed = pcall(core.sign, {
-    method = req.method, path = self.endpoint.path, headers = headers, body = req.body,
-    region = self.region, service = self.model.signing_name,
-    access_key = creds.access_key, secret_key = creds.secret_key,
-    session_token = creds.session_token, time = time,
-  })
+  -- the Host and User-Agent pairs are the client's, made once (and again
+  -- should the endpoint or the user agent change)
+  local endpoint = self.endpoint
+  local host = self.host_pair
+  if not host or host[2] ~= endpoint.host_header then
+    host = { "Host", endpoint.host_header }
+    self.host_pair = host
+  end
+  local headers = { host }
+  local rh = req.headers
+  for i = 1, #rh do headers[i + 1] = rh[i] end
+  -- one request table for core.sign per client, filled for each signature
+  -- and emptied of the request and the secret after it (core.sign keeps
+  -- nothing of it, and nothing can run between the filling and the call)
+  local sreq = self.sign_request
+  if not sreq then
+    sreq = {}
+    self.sign_request = sreq
+  end
+  sreq.method, sreq.path, sreq.headers, sreq.body = req.method, endpoint.path, headers, req.body
+  sreq.region, sreq.service, sreq.time = self.region, self.model.signing_name, time
+  sreq.access_key, sreq.secret_key, sreq.session_token = creds.access_key, creds.secret_key, creds.session_token
+  local ok, signed = pcall(core.sign, sreq)
+  sreq.headers, sreq.body, sreq.secret_key, sreq.session_token = nil, nil, nil, nil
   if not ok then
     -- sign() names the field at fault, never a secret
     return nil, errors.new("credentials", "SigningFailed", tostring(signed))
   end
-  for _, h in ipairs(signed.headers) do headers[#headers + 1] = h end
-  headers[#headers + 1] = { "User-Agent", self.user_agent }
+  local n = #headers
+  local sh = signed.headers
+  for i = 1, #sh do headers[n + i] = sh[i] end
+  local ua = self.ua_pair
+  if not ua or ua[2] ~= self.user_agent then
+    ua = { "User-Agent", self.user_agent }
+    self.ua_pair = ua
+  end
+  headers[#headers + 1] = ua
   -- fresh_connect: an HTTP client may re-send a request by itself when a
   -- kept-alive connection turns out dead; a start or stop must not ride on one
   local treq = { url = self.endpoint.url, method = req.method, headers = headers, body = req.body,
@@ -384,8 +396,10 @@ function Client:call(op, params, opts)
     if result then
       self.retry:succeeded(last_cost)
       result.ResponseMetadata.RetryAttempts = attempt - 1
-      self:log("debug", op .. " succeeded", { operation = op, attempts = attempt,
-        request_id = result.ResponseMetadata.RequestId })
+      if self.logger then
+        self:log("debug", op .. " succeeded", { operation = op, attempts = attempt,
+          request_id = result.ResponseMetadata.RequestId })
+      end
       return result
     end
     aerr.attempts = attempt
@@ -630,6 +644,14 @@ end
 
 function Client:paginate(operation, params, opts) return M.paginate(self, operation, params, opts) end
 function Client:describe_all(operation, params, key, opts) return M.describe_all(self, operation, params, key, opts) end
+
+-- one method per operation (client:describe_replications(params [, opts])),
+-- unless a method of the client has that name
+for snake, op in pairs(METHODS) do
+  if Client[snake] == nil then
+    Client[snake] = function(self, params, opts) return self:call(op, params, opts) end
+  end
+end
 
 M.Client = Client
 return M

@@ -120,6 +120,7 @@ static void run_case(const char *dir, const char *name)
     char err[256];
     size_t i;
 
+    memset(&cache, 0, sizeof cache);
 #define LOAD(var, ext) do { snprintf(path, sizeof path, "%s/%s%s", dir, name, ext); var = slurp(path); } while (0)
     LOAD(req_text, ".req");
     LOAD(creq, ".creq");
@@ -132,7 +133,6 @@ static void run_case(const char *dir, const char *name)
         goto out;
     }
     memset(&q, 0, sizeof q);
-    memset(&cache, 0, sizeof cache);
     q.method = r.method;
     q.path = r.path;
     q.query = r.query;
@@ -164,8 +164,20 @@ static void run_case(const char *dir, const char *name)
     check(strcmp(res.canonical_request, creq) == 0, name, "canonical request");
     check(strcmp(res.string_to_sign, sts) == 0, name, "string to sign");
     check(strcmp(res.authorization, authz) == 0, name, "Authorization");
+    check(res.canonical_request_len == strlen(creq) && res.string_to_sign_len == strlen(sts)
+          && res.authorization_len == strlen(authz), name, "lengths of the strings");
     dms_sigv4_result_free(&res);
+    /* without a cache: the strings are the result's own, and the same */
+    if (dms_sigv4_sign(&q, NULL, &res, err, sizeof err) != DMS_SIGV4_OK) {
+        check(0, name, err);
+        goto out;
+    }
+    check(res.owned != NULL && strcmp(res.canonical_request, creq) == 0 && strcmp(res.string_to_sign, sts) == 0
+          && strcmp(res.authorization, authz) == 0, name, "signed without a cache");
+    dms_sigv4_result_free(&res);
+    check(!res.owned && !res.authorization, name, "result freed");
 out:
+    dms_sigv4_cache_clear(&cache);
     for (i = 0; i < MAX_HEADERS; i++)
         free(r.folded[i]);
     free(req_text);
@@ -228,6 +240,9 @@ static void input_checks(void)
     q.region = NULL;
     check(dms_sigv4_sign(&q, &cache, &res, err, sizeof err) == DMS_SIGV4_EINVAL
           && strstr(err, "region"), "input", "missing region named");
+    dms_sigv4_cache_clear(&cache);
+    check(cache.crypto == NULL && cache.hits == 0 && !cache.entries[0].used, "cache", "clearing empties the cache");
+    dms_sigv4_cache_clear(&cache);
 }
 
 int main(int argc, char **argv)

@@ -232,6 +232,9 @@ static void check_result(int rc, const dms_sigv4_result *res, const char *err)
         return;
     }
     check(res->canonical_request && res->string_to_sign && res->authorization, "strings present");
+    check(strlen(res->canonical_request) == res->canonical_request_len
+          && strlen(res->string_to_sign) == res->string_to_sign_len
+          && strlen(res->authorization) == res->authorization_len, "lengths of the strings");
     check(strncmp(res->authorization, "AWS4-HMAC-SHA256 Credential=", 28) == 0,
           "Authorization starts with AWS4-HMAC-SHA256 Credential=");
     check(strlen(res->signature) == 64, "signature is 64 characters");
