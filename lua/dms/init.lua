@@ -183,20 +183,12 @@ end
 -- Replaces every occurrence of the given secrets in the error's strings: a
 -- service may echo what it was sent (an InvalidSignatureException repeats the
 -- canonical request, session token included).
+local redact_text = require("dms.util").redact_text
 local function redact(err, secrets, depth)
   depth = depth or 0
   for k, v in pairs(err) do
     if type(v) == "string" then
-      for _, secret in ipairs(secrets) do
-        if #secret >= 4 then
-          local i = v:find(secret, 1, true)
-          while i do
-            v = v:sub(1, i - 1) .. "[redacted]" .. v:sub(i + #secret)
-            i = v:find(secret, i + 10, true)
-          end
-        end
-      end
-      err[k] = v
+      err[k] = redact_text(v, secrets)
     elseif type(v) == "table" and depth < 8 and getmetatable(v) == nil then
       redact(v, secrets, depth + 1)      -- the modeled members (err.fields) too
     end

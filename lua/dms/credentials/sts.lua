@@ -15,7 +15,7 @@
 -- XML; it is read with lua-expat (lxp), never by pattern matching. Throttling,
 -- 5xx answers and connection failures are tried up to 3 times, as the SDKs'
 -- standard retry mode does.
-local type, tostring, pairs, ipairs, pcall = type, tostring, pairs, ipairs, pcall
+local tostring, pairs, ipairs, pcall = tostring, pairs, ipairs, pcall
 local table_concat, table_sort, string_format = table.concat, table.sort, string.format
 local math_floor, math_min, math_random = math.floor, math.min, math.random
 
@@ -84,19 +84,7 @@ local function form(params)
 end
 
 -- Replaces the secrets (and what is derived from them) in a message.
-local function redact(text, secrets)
-  if type(text) ~= "string" then return text end
-  for _, s in ipairs(secrets) do
-    if type(s) == "string" and #s >= 4 then
-      local i = text:find(s, 1, true)
-      while i do
-        text = text:sub(1, i - 1) .. "[redacted]" .. text:sub(i + #s)
-        i = text:find(s, i + 10, true)
-      end
-    end
-  end
-  return text
-end
+local redact = require("dms.util").redact_text
 
 -- One call; returns the XML values or nil, err.
 local function call(ctx, action, params, creds, secrets)
