@@ -4,6 +4,7 @@
  * error.c (error values); libcurl is the separate module dms.curl (curl.c).
  *
  *   core.sign(req) -> signed                     raises on bad input (a programming error)
+ *   core.sign_headers(req, headers, n) -> authorization   the client's: pairs into headers
  *   core.sign_cache_stats() -> {hits=, misses=}   the key cache of this module instance
  *   core.sha256_hex(s) -> hex
  *   core.build(model, op, params) -> request | nil, err         (shape.c)
@@ -169,6 +170,33 @@ static void push_header(lua_State *L, int n, const char *name, size_t name_len, 
     lua_rawseti(L, -2, n);
 }
 
+/* Reads the fields of the request table at 1 but its headers into req; the
+ * session token (or nil) is left at the top of the stack, the other values
+ * below it. */
+static void read_request(lua_State *L, dms_sigv4_request *req)
+{
+    size_t len;
+    memset(req, 0, sizeof *req);
+    req->method = field_string(L, 1, "method", &len);
+    req->path = opt_field_string(L, 1, "path", &len);
+    req->query = opt_field_string(L, 1, "query", &len);
+    req->body = opt_field_string(L, 1, "body", &req->body_len);
+    req->region = field_string(L, 1, "region", &len);
+    req->service = field_string(L, 1, "service", &len);
+    req->access_key = field_string(L, 1, "access_key", &len);
+    req->secret_key = field_string(L, 1, "secret_key", &req->secret_key_len);
+    req->normalize_path = opt_field_bool(L, 1, "normalize_path", 1);
+    req->sign_session_token = opt_field_bool(L, 1, "sign_session_token", 1);
+    lua_getfield(L, 1, "time");
+    if (lua_isnil(L, -1))
+        req->time = (int64_t)time(NULL);
+    else if (!epoch_seconds(L, -1, &req->time))
+        luaL_error(L, "sign: field 'time' must be an integer number of epoch seconds "
+                      "between 0 and 253402300799 (9999-12-31)");
+    lua_pop(L, 1);
+    req->session_token = opt_field_string(L, 1, "session_token", &len);
+}
+
 static int l_sign(lua_State *L)
 {
     dms_sigv4_request req;
@@ -177,32 +205,14 @@ static int l_sign(lua_State *L)
     dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
     char err[256];
     int rc, n, auth, date, token;
-    size_t len;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     luaL_checkstack(L, 24, "sign");
-    memset(&req, 0, sizeof req);
-    req.method = field_string(L, 1, "method", &len);
-    req.path = opt_field_string(L, 1, "path", &len);
-    req.query = opt_field_string(L, 1, "query", &len);
-    req.body = opt_field_string(L, 1, "body", &req.body_len);
-    req.region = field_string(L, 1, "region", &len);
-    req.service = field_string(L, 1, "service", &len);
-    req.access_key = field_string(L, 1, "access_key", &len);
-    req.secret_key = field_string(L, 1, "secret_key", &req.secret_key_len);
-    req.session_token = opt_field_string(L, 1, "session_token", &len);
+    read_request(L, &req);
     token = lua_gettop(L);          /* the token (or nil) stays here */
-    req.normalize_path = opt_field_bool(L, 1, "normalize_path", 1);
-    req.sign_session_token = opt_field_bool(L, 1, "sign_session_token", 1);
-    lua_getfield(L, 1, "time");
-    if (lua_isnil(L, -1))
-        req.time = (int64_t)time(NULL);
-    else if (!epoch_seconds(L, -1, &req.time))
-        return luaL_error(L, "sign: field 'time' must be an integer number of epoch seconds "
-                             "between 0 and 253402300799 (9999-12-31)");
-    lua_pop(L, 1);
     req.headers = collect_headers(L, 1, stack, &req.nheaders);
+
 
     /* the result's strings live in the cache's buffers: nothing to release
      * if a push below raises */
@@ -240,6 +250,106 @@ static int l_sign(lua_State *L)
     return 1;
 }
 
+/* Sets headers[i] = {name, value (at v)}: the pair already there when it is
+ * a table naming the same header (updated in place), else a new one. */
+static void put_pair(lua_State *L, int headers, int i, const char *name, size_t name_len, int v)
+{
+    lua_rawgeti(L, headers, i);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t n;
+        const char *s;
+        lua_rawgeti(L, -1, 1);
+        s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+        lua_pop(L, 1);
+        if (s && n == name_len && memcmp(s, name, n) == 0) {
+            lua_pushvalue(L, v);
+            lua_rawseti(L, -2, 2);
+            lua_pop(L, 1);
+            return;
+        }
+    }
+    lua_pop(L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushlstring(L, name, name_len);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, v);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, headers, i);
+}
+
+/*
+ * core.sign_headers(req, headers, n) -> authorization
+ * The client's signature: what core.sign does, for the headers
+ * headers[1..n] ({name, value} pairs; req.headers is not read), with the
+ * headers the signature adds (X-Amz-Date, X-Amz-Security-Token when signed
+ * with a token, Authorization) written into headers[n + 1 ...] and nothing
+ * after them. A pair of the same name already in its place is updated
+ * rather than made again; nothing else (canonical request, string to sign)
+ * becomes a Lua value. Raises as core.sign does.
+ */
+static int l_sign_headers(lua_State *L)
+{
+    dms_sigv4_request req;
+    dms_sigv4_result res;
+    dms_sigv4_header stack[STACK_HEADERS];
+    dms_sigv4_header *hs = stack;
+    dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
+    char err[256];
+    int rc, i, n, auth, date, token, len;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    n = (int)luaL_checkinteger(L, 3);
+    len = (int)dms_compat_rawlen(L, 2);
+    if (n < 0 || n > len)
+        return luaL_argerror(L, 3, "must be a count of the headers' pairs");
+    lua_settop(L, 3);
+    luaL_checkstack(L, 24, "sign");
+    read_request(L, &req);
+    token = lua_gettop(L);
+    if (n > STACK_HEADERS)
+        hs = lua_newuserdata(L, (size_t)n * sizeof *hs);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        if (lua_type(L, -1) != LUA_TTABLE)
+            return luaL_error(L, "sign: header #%d must be a string name and a string value", i + 1);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "sign: header #%d must be a string name and a string value", i + 1);
+        /* the pair stays in headers, which stays on the stack, until the end */
+        hs[i].name = lua_tolstring(L, -2, &hs[i].name_len);
+        hs[i].value = lua_tolstring(L, -1, &hs[i].value_len);
+        lua_pop(L, 3);
+    }
+    req.headers = hs;
+    req.nheaders = (size_t)n;
+
+    rc = dms_sigv4_sign(&req, cache, &res, err, sizeof err);
+    if (rc == DMS_SIGV4_EINVAL)
+        return luaL_error(L, "sign: %s", err);
+    if (rc != DMS_SIGV4_OK)
+        return luaL_error(L, "sign failed: %s", err);
+
+    /* the pairs are written once nothing is read from headers any more */
+    lua_pushlstring(L, res.authorization, res.authorization_len);
+    auth = lua_gettop(L);
+    lua_pushlstring(L, res.amz_date, 16);
+    date = lua_gettop(L);
+    dms_sigv4_result_free(&res);
+    if (res.date_added)
+        put_pair(L, 2, ++n, "X-Amz-Date", 10, date);
+    if (res.token_added)
+        put_pair(L, 2, ++n, "X-Amz-Security-Token", 20, token);
+    put_pair(L, 2, ++n, "Authorization", 13, auth);
+    for (i = n + 1; i <= len; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, 2, i);
+    }
+    lua_pushvalue(L, auth);
+    return 1;
+}
+
 static int cache_gc(lua_State *L)
 {
     dms_sigv4_cache *c = luaL_checkudata(L, 1, CACHE_MT);
@@ -271,6 +381,7 @@ static int l_sha256_hex(lua_State *L)
 
 static const luaL_Reg sign_funcs[] = {
     {"sign", l_sign},
+    {"sign_headers", l_sign_headers},
     {"sign_cache_stats", l_sign_cache_stats},
     {NULL, NULL}
 };

@@ -23,6 +23,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -650,13 +651,23 @@ static int lstr_eq(lua_State *L, int idx, const char *s, size_t n)
     return len == n && memcmp(v, s, n) == 0;
 }
 
-/* FNV-1a */
+/* A hash of a member name from its length and its first and last four
+ * bytes: names of one shape differ there (a collision costs a comparison). */
 static unsigned name_hash(const char *s, size_t n)
 {
-    unsigned h = 2166136261u;
-    size_t i;
-    for (i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    uint32_t a = 0, b = 0, h;
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+    } else {
+        size_t i;
+        for (i = 0; i < n; i++)
+            a = (a << 8) | (unsigned char)s[i];
+    }
+    h = (uint32_t)n * 0x9E3779B1u ^ a * 0x85EBCA6Bu ^ b * 0xC2B2AE35u;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
     return h;
 }
 
