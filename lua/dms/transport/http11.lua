@@ -291,6 +291,21 @@ local response_name = name_checker("%s")
 -- validated, with Host (from `host`) and Content-Length added when missing;
 -- the strings are taken once, so that nothing can change them between the
 -- check and the send. nil and a message on bad input.
+-- Appends a checked header to the flat list out (n entries so far); returns
+-- the new count and its lower-case name, or nil and a message.
+local function add_header(out, n, name, value)
+  local lower = type(name) == "string" and name ~= "" and request_name(name)
+  if not lower then
+    return nil, "invalid header name " .. string_format("%q", tostring(name))
+  end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" or bad_header_text(value) then
+    return nil, "header " .. name .. ": the value must be a string without CR, LF or NUL"
+  end
+  out[n + 1], out[n + 2] = name, value
+  return n + 2, lower
+end
+
 function M.headers(req, host)
   local method = req.method
   if type(method) ~= "string" or not method:match("^%u+$") then
@@ -299,38 +314,26 @@ function M.headers(req, host)
   local body = req.body or ""
   if type(body) ~= "string" then return nil, "body must be a string" end
   local out, n, has_host, has_length = {}, 0, false, false
-  local function add(name, value)
-    local lower = type(name) == "string" and name ~= "" and request_name(name)
-    if not lower then
-      return "invalid header name " .. string_format("%q", tostring(name))
-    end
-    if type(value) == "number" then value = tostring(value) end
-    if type(value) ~= "string" or bad_header_text(value) then
-      return "header " .. name .. ": the value must be a string without CR, LF or NUL"
-    end
-    if lower == "host" then has_host = true end
-    if lower == "content-length" then has_length = true end
-    out[n + 1], out[n + 2] = name, value
-    n = n + 2
-    return nil
-  end
   local headers = req.headers or {}
   if type(headers) ~= "table" then return nil, "headers must be a table" end
+  local lower
   if headers[1] ~= nil then
     for _, h in ipairs(headers) do
       if type(h) ~= "table" then return nil, "headers must be {name, value} pairs" end
-      local e = add(h[1], h[2])
-      if e then return nil, e end
+      n, lower = add_header(out, n, h[1], h[2])
+      if not n then return nil, lower end
+      if lower == "host" then has_host = true elseif lower == "content-length" then has_length = true end
     end
   else
     for name, value in pairs(headers) do
-      local e = add(name, value)
-      if e then return nil, e end
+      n, lower = add_header(out, n, name, value)
+      if not n then return nil, lower end
+      if lower == "host" then has_host = true elseif lower == "content-length" then has_length = true end
     end
   end
-  if not has_host then add("Host", host) end
+  if not has_host then n = add_header(out, n, "Host", host) or n end
   if not has_length and (#body > 0 or method == "POST" or method == "PUT") then
-    add("Content-Length", #body)
+    add_header(out, n, "Content-Length", #body)
   end
   return out
 end
