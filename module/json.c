@@ -6,6 +6,7 @@
 
 #include <locale.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,24 @@ int dms_utf8_check(const char *s, size_t n, size_t *chars)
     return 1;
 }
 
+/*
+ * Eight bytes at a time (SWAR): whether the word at p holds a byte below
+ * 0x20, a '"' or a '\\' (and, with high, a byte of 0x80 or more). Exact
+ * enough for a scan: never a false "no", and a rare false "yes" only sends
+ * the scan to its byte loop.
+ */
+#define SWAR_ONES 0x0101010101010101ULL
+#define SWAR_HIGHS 0x8080808080808080ULL
+static inline int word_stops(const char *p, int high)
+{
+    uint64_t v, q, b;
+    memcpy(&v, p, 8);
+    q = v ^ (SWAR_ONES * '"');
+    b = v ^ (SWAR_ONES * '\\');
+    return ((((v - SWAR_ONES * 0x20) & ~v) | ((q - SWAR_ONES) & ~q) | ((b - SWAR_ONES) & ~b)
+             | (high ? v : 0)) & SWAR_HIGHS) != 0;
+}
+
 /* 0: written as it is; 1: escaped; 2: the lead byte of a UTF-8 sequence (checked) */
 static const unsigned char CLASS[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -123,6 +142,8 @@ int dms_jw_string(dms_jw *w, const char *s, size_t n)
     w->buf[w->len++] = '"';
     while (i < n) {
         unsigned c;
+        while (i + 8 <= n && !word_stops(s + i, 1))
+            i += 8;
         while (i < n && CLASS[p[i]] == 0)
             i++;
         if (i >= n)
@@ -309,6 +330,8 @@ int dms_jr_string_span(dms_jr *r, const char **s, size_t *n, int *escaped)
     p = ++r->p;
     while (p < r->end) {
         unsigned char c;
+        while (r->end - p >= 8 && !word_stops(p, 0))
+            p += 8;
         while (p < r->end && !SPAN_STOP[(unsigned char)*p])
             p++;
         if (p >= r->end)
