@@ -38,23 +38,42 @@
 #define DMS_CORE_VERSION "0.1.0"
 #define CACHE_MT "dms.core.keycache"
 
-/* the key cache: the one upvalue of sign() and sign_cache_stats() */
+/* the upvalues of sign(), sign_headers() and sign_cache_stats(): the key
+ * cache, and the names of the request's fields as Lua strings (made once: a
+ * lookup by a string already made costs a fraction of lua_getfield's) */
 #define UV_CACHE 1
+#define UV_FIELDS 2
+
+enum {
+    F_METHOD = 1, F_PATH, F_QUERY, F_BODY, F_REGION, F_SERVICE, F_ACCESS_KEY, F_SECRET_KEY,
+    F_SESSION_TOKEN, F_NORMALIZE_PATH, F_SIGN_SESSION_TOKEN, F_TIME, F_HEADERS, F_COUNT
+};
+static const char *const FIELDS[F_COUNT] = {
+    NULL, "method", "path", "query", "body", "region", "service", "access_key", "secret_key",
+    "session_token", "normalize_path", "sign_session_token", "time", "headers"
+};
 
 /* ------------------------------------------------------------------ */
 /* sign                                                                */
 
-static const char *opt_field_string(lua_State *L, int t, const char *k, size_t *len)
+/* Pushes t[FIELDS[f]], metamethods included (the request may be a proxy). */
+static void get_field(lua_State *L, int t, int f)
+{
+    lua_rawgeti(L, lua_upvalueindex(UV_FIELDS), f);
+    lua_gettable(L, t);
+}
+
+static const char *opt_field_string(lua_State *L, int t, int f, size_t *len)
 {
     const char *s = NULL;
-    lua_getfield(L, t, k);
+    get_field(L, t, f);
     if (!lua_isnil(L, -1)) {
         size_t n;
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "sign: field '%s' must be a string", k);
+            luaL_error(L, "sign: field '%s' must be a string", FIELDS[f]);
         s = lua_tolstring(L, -1, &n);
-        if (strcmp(k, "body") != 0 && strlen(s) != n)
-            luaL_error(L, "sign: field '%s' contains NUL", k);
+        if (f != F_BODY && memchr(s, '\0', n))
+            luaL_error(L, "sign: field '%s' contains NUL", FIELDS[f]);
         if (len)
             *len = n;
     }
@@ -63,21 +82,21 @@ static const char *opt_field_string(lua_State *L, int t, const char *k, size_t *
     return s;
 }
 
-static const char *field_string(lua_State *L, int t, const char *k, size_t *len)
+static const char *field_string(lua_State *L, int t, int f, size_t *len)
 {
-    const char *s = opt_field_string(L, t, k, len);
+    const char *s = opt_field_string(L, t, f, len);
     if (!s)
-        luaL_error(L, "sign: field '%s' is required", k);
+        luaL_error(L, "sign: field '%s' is required", FIELDS[f]);
     return s;
 }
 
-static int opt_field_bool(lua_State *L, int t, const char *k, int dflt)
+static int opt_field_bool(lua_State *L, int t, int f, int dflt)
 {
     int v = dflt;
-    lua_getfield(L, t, k);
+    get_field(L, t, f);
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TBOOLEAN)
-            luaL_error(L, "sign: field '%s' must be a boolean", k);
+            luaL_error(L, "sign: field '%s' must be a boolean", FIELDS[f]);
         v = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
@@ -119,7 +138,7 @@ static dms_sigv4_header *collect_headers(lua_State *L, int req, dms_sigv4_header
     size_t n = 0, i = 0;
     int headers;
 
-    lua_getfield(L, req, "headers");
+    get_field(L, req, F_HEADERS);
     headers = lua_gettop(L);
     *count = 0;
     if (lua_isnil(L, headers))
@@ -179,24 +198,24 @@ static void read_request(lua_State *L, dms_sigv4_request *req)
 {
     size_t len;
     memset(req, 0, sizeof *req);
-    req->method = field_string(L, 1, "method", &len);
-    req->path = opt_field_string(L, 1, "path", &len);
-    req->query = opt_field_string(L, 1, "query", &len);
-    req->body = opt_field_string(L, 1, "body", &req->body_len);
-    req->region = field_string(L, 1, "region", &len);
-    req->service = field_string(L, 1, "service", &len);
-    req->access_key = field_string(L, 1, "access_key", &len);
-    req->secret_key = field_string(L, 1, "secret_key", &req->secret_key_len);
-    req->normalize_path = opt_field_bool(L, 1, "normalize_path", 1);
-    req->sign_session_token = opt_field_bool(L, 1, "sign_session_token", 1);
-    lua_getfield(L, 1, "time");
+    req->method = field_string(L, 1, F_METHOD, &len);
+    req->path = opt_field_string(L, 1, F_PATH, &len);
+    req->query = opt_field_string(L, 1, F_QUERY, &len);
+    req->body = opt_field_string(L, 1, F_BODY, &req->body_len);
+    req->region = field_string(L, 1, F_REGION, &len);
+    req->service = field_string(L, 1, F_SERVICE, &len);
+    req->access_key = field_string(L, 1, F_ACCESS_KEY, &len);
+    req->secret_key = field_string(L, 1, F_SECRET_KEY, &req->secret_key_len);
+    req->normalize_path = opt_field_bool(L, 1, F_NORMALIZE_PATH, 1);
+    req->sign_session_token = opt_field_bool(L, 1, F_SIGN_SESSION_TOKEN, 1);
+    get_field(L, 1, F_TIME);
     if (lua_isnil(L, -1))
         req->time = (int64_t)time(NULL);
     else if (!epoch_seconds(L, -1, &req->time))
         luaL_error(L, "sign: field 'time' must be an integer number of epoch seconds "
                       "between 0 and 253402300799 (9999-12-31)");
     lua_pop(L, 1);
-    req->session_token = opt_field_string(L, 1, "session_token", &len);
+    req->session_token = opt_field_string(L, 1, F_SESSION_TOKEN, &len);
 }
 
 static int l_sign(lua_State *L)
@@ -422,6 +441,7 @@ DMS_API int luaopen_dms_core(lua_State *L);
 DMS_API int luaopen_dms_core(lua_State *L)
 {
     dms_sigv4_cache *cache;
+    int f;
 
     gc_class(L, CACHE_MT, cache_gc);
 
@@ -433,7 +453,12 @@ DMS_API int luaopen_dms_core(lua_State *L)
     memset(cache, 0, sizeof *cache);
     luaL_getmetatable(L, CACHE_MT);
     lua_setmetatable(L, -2);
-    dms_compat_setfuncs(L, sign_funcs, 1);
+    lua_createtable(L, F_COUNT - 1, 0);
+    for (f = 1; f < F_COUNT; f++) {
+        lua_pushstring(L, FIELDS[f]);
+        lua_rawseti(L, -2, f);
+    }
+    dms_compat_setfuncs(L, sign_funcs, 2);
     lua_pushcfunction(L, l_sha256_hex);
     lua_setfield(L, -2, "sha256_hex");
     lua_pushcfunction(L, l_decode_model);
