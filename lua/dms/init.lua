@@ -227,8 +227,15 @@ local function read_only(op)
 end
 
 -- The time to sign with: the injected clock plus the measured offset.
+local core_now = core.now
 function Client:signing_time()
-  local ok, now = pcall(self.clock)
+  local clock = self.clock
+  local ok, now
+  if clock == core_now then
+    ok, now = true, core_now()      -- the system clock cannot fail
+  else
+    ok, now = pcall(clock)
+  end
   if not ok or type(now) ~= "number" or now ~= now or now == math.huge or now == -math.huge then
     return nil, errors.new("config", "InvalidClock", "config.clock did not return a number of seconds")
   end
@@ -361,6 +368,7 @@ function Client:attempt(req, op, unsafe, timeout)
     result.ResponseMetadata = {
       RequestId = resp.headers and resp.headers["x-amzn-requestid"],
       HTTPStatusCode = resp.status,
+      RetryAttempts = 0,      -- call() sets it: made with room for it
     }
     return result
   end
