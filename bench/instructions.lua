@@ -54,7 +54,8 @@ if arg[1] == "--child" then
       return { status = 200, headers = headers,
                body = target:find("StartReplication", 1, true) and START_BODY or DESCRIBE_BODY }
     end }))
-  local curl = url and assert(dms.new({ region = "us-east-1", endpoint = url, transport = "curl", credentials = creds }))
+  local curl = url and assert(dms.new({ region = "us-east-1", endpoint = url, transport = "curl",
+                                        credentials = creds }))
   local built = assert(core.build(dms.model, "StartReplication", START))
   local sreq = { method = "POST", path = "/", body = built.body, region = "us-east-1", service = "dms",
     access_key = KEY, secret_key = SECRET,
@@ -132,7 +133,8 @@ local ok, err = pcall(function()
   local dms = require "dms"
   local function capture(op, params)
     local sent
-    local rec = assert(dms.new({ region = "us-east-1", endpoint = url, credentials = { access_key = KEY, secret_key = SECRET },
+    local rec = assert(dms.new({ region = "us-east-1", endpoint = url,
+      credentials = { access_key = KEY, secret_key = SECRET },
       transport = function(treq) sent = treq return { status = 200, headers = {}, body = "{}" } end }))
     assert(rec:call(op, params))
     local lines = { sent.method }
