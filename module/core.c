@@ -4,8 +4,10 @@
  * error.c (error values); libcurl is the separate module dms.curl (curl.c).
  *
  *   core.sign(req) -> signed                     raises on bad input (a programming error)
+ *   core.sign_headers(req, headers, n) -> authorization   the client's: pairs into headers
  *   core.sign_cache_stats() -> {hits=, misses=}   the key cache of this module instance
  *   core.sha256_hex(s) -> hex
+ *   core.decode_model(json) -> model             the tables of a generated model
  *   core.build(model, op, params) -> request | nil, err         (shape.c)
  *   core.parse(model, op, status, headers, body) -> result | nil, err
  *   core.timestamp(v) -> epoch | nil, err
@@ -28,6 +30,7 @@
 
 #include "compat.h"
 #include "error.h"
+#include "json.h"
 #include "shape.h"
 #include "sigv4.h"
 #include "sys.h"
@@ -35,23 +38,42 @@
 #define DMS_CORE_VERSION "0.1.0"
 #define CACHE_MT "dms.core.keycache"
 
-/* the key cache: the one upvalue of sign() and sign_cache_stats() */
+/* the upvalues of sign(), sign_headers() and sign_cache_stats(): the key
+ * cache, and the names of the request's fields as Lua strings (made once: a
+ * lookup by a string already made costs a fraction of lua_getfield's) */
 #define UV_CACHE 1
+#define UV_FIELDS 2
+
+enum {
+    F_METHOD = 1, F_PATH, F_QUERY, F_BODY, F_REGION, F_SERVICE, F_ACCESS_KEY, F_SECRET_KEY,
+    F_SESSION_TOKEN, F_NORMALIZE_PATH, F_SIGN_SESSION_TOKEN, F_TIME, F_HEADERS, F_COUNT
+};
+static const char *const FIELDS[F_COUNT] = {
+    NULL, "method", "path", "query", "body", "region", "service", "access_key", "secret_key",
+    "session_token", "normalize_path", "sign_session_token", "time", "headers"
+};
 
 /* ------------------------------------------------------------------ */
 /* sign                                                                */
 
-static const char *opt_field_string(lua_State *L, int t, const char *k, size_t *len)
+/* Pushes t[FIELDS[f]], metamethods included (the request may be a proxy). */
+static void get_field(lua_State *L, int t, int f)
+{
+    lua_rawgeti(L, lua_upvalueindex(UV_FIELDS), f);
+    lua_gettable(L, t);
+}
+
+static const char *opt_field_string(lua_State *L, int t, int f, size_t *len)
 {
     const char *s = NULL;
-    lua_getfield(L, t, k);
+    get_field(L, t, f);
     if (!lua_isnil(L, -1)) {
         size_t n;
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "sign: field '%s' must be a string", k);
+            luaL_error(L, "sign: field '%s' must be a string", FIELDS[f]);
         s = lua_tolstring(L, -1, &n);
-        if (strcmp(k, "body") != 0 && strlen(s) != n)
-            luaL_error(L, "sign: field '%s' contains NUL", k);
+        if (f != F_BODY && memchr(s, '\0', n))
+            luaL_error(L, "sign: field '%s' contains NUL", FIELDS[f]);
         if (len)
             *len = n;
     }
@@ -60,21 +82,21 @@ static const char *opt_field_string(lua_State *L, int t, const char *k, size_t *
     return s;
 }
 
-static const char *field_string(lua_State *L, int t, const char *k, size_t *len)
+static const char *field_string(lua_State *L, int t, int f, size_t *len)
 {
-    const char *s = opt_field_string(L, t, k, len);
+    const char *s = opt_field_string(L, t, f, len);
     if (!s)
-        luaL_error(L, "sign: field '%s' is required", k);
+        luaL_error(L, "sign: field '%s' is required", FIELDS[f]);
     return s;
 }
 
-static int opt_field_bool(lua_State *L, int t, const char *k, int dflt)
+static int opt_field_bool(lua_State *L, int t, int f, int dflt)
 {
     int v = dflt;
-    lua_getfield(L, t, k);
+    get_field(L, t, f);
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TBOOLEAN)
-            luaL_error(L, "sign: field '%s' must be a boolean", k);
+            luaL_error(L, "sign: field '%s' must be a boolean", FIELDS[f]);
         v = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
@@ -116,7 +138,7 @@ static dms_sigv4_header *collect_headers(lua_State *L, int req, dms_sigv4_header
     size_t n = 0, i = 0;
     int headers;
 
-    lua_getfield(L, req, "headers");
+    get_field(L, req, F_HEADERS);
     headers = lua_gettop(L);
     *count = 0;
     if (lua_isnil(L, headers))
@@ -169,6 +191,33 @@ static void push_header(lua_State *L, int n, const char *name, size_t name_len, 
     lua_rawseti(L, -2, n);
 }
 
+/* Reads the fields of the request table at 1 but its headers into req; the
+ * session token (or nil) is left at the top of the stack, the other values
+ * below it. */
+static void read_request(lua_State *L, dms_sigv4_request *req)
+{
+    size_t len;
+    memset(req, 0, sizeof *req);
+    req->method = field_string(L, 1, F_METHOD, &len);
+    req->path = opt_field_string(L, 1, F_PATH, &len);
+    req->query = opt_field_string(L, 1, F_QUERY, &len);
+    req->body = opt_field_string(L, 1, F_BODY, &req->body_len);
+    req->region = field_string(L, 1, F_REGION, &len);
+    req->service = field_string(L, 1, F_SERVICE, &len);
+    req->access_key = field_string(L, 1, F_ACCESS_KEY, &len);
+    req->secret_key = field_string(L, 1, F_SECRET_KEY, &req->secret_key_len);
+    req->normalize_path = opt_field_bool(L, 1, F_NORMALIZE_PATH, 1);
+    req->sign_session_token = opt_field_bool(L, 1, F_SIGN_SESSION_TOKEN, 1);
+    get_field(L, 1, F_TIME);
+    if (lua_isnil(L, -1))
+        req->time = (int64_t)time(NULL);
+    else if (!epoch_seconds(L, -1, &req->time))
+        luaL_error(L, "sign: field 'time' must be an integer number of epoch seconds "
+                      "between 0 and 253402300799 (9999-12-31)");
+    lua_pop(L, 1);
+    req->session_token = opt_field_string(L, 1, F_SESSION_TOKEN, &len);
+}
+
 static int l_sign(lua_State *L)
 {
     dms_sigv4_request req;
@@ -177,32 +226,14 @@ static int l_sign(lua_State *L)
     dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
     char err[256];
     int rc, n, auth, date, token;
-    size_t len;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     luaL_checkstack(L, 24, "sign");
-    memset(&req, 0, sizeof req);
-    req.method = field_string(L, 1, "method", &len);
-    req.path = opt_field_string(L, 1, "path", &len);
-    req.query = opt_field_string(L, 1, "query", &len);
-    req.body = opt_field_string(L, 1, "body", &req.body_len);
-    req.region = field_string(L, 1, "region", &len);
-    req.service = field_string(L, 1, "service", &len);
-    req.access_key = field_string(L, 1, "access_key", &len);
-    req.secret_key = field_string(L, 1, "secret_key", &req.secret_key_len);
-    req.session_token = opt_field_string(L, 1, "session_token", &len);
+    read_request(L, &req);
     token = lua_gettop(L);          /* the token (or nil) stays here */
-    req.normalize_path = opt_field_bool(L, 1, "normalize_path", 1);
-    req.sign_session_token = opt_field_bool(L, 1, "sign_session_token", 1);
-    lua_getfield(L, 1, "time");
-    if (lua_isnil(L, -1))
-        req.time = (int64_t)time(NULL);
-    else if (!epoch_seconds(L, -1, &req.time))
-        return luaL_error(L, "sign: field 'time' must be an integer number of epoch seconds "
-                             "between 0 and 253402300799 (9999-12-31)");
-    lua_pop(L, 1);
     req.headers = collect_headers(L, 1, stack, &req.nheaders);
+
 
     /* the result's strings live in the cache's buffers: nothing to release
      * if a push below raises */
@@ -240,6 +271,106 @@ static int l_sign(lua_State *L)
     return 1;
 }
 
+/* Sets headers[i] = {name, value (at v)}: the pair already there when it is
+ * a table naming the same header (updated in place), else a new one. */
+static void put_pair(lua_State *L, int headers, int i, const char *name, size_t name_len, int v)
+{
+    lua_rawgeti(L, headers, i);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t n;
+        const char *s;
+        lua_rawgeti(L, -1, 1);
+        s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+        lua_pop(L, 1);
+        if (s && n == name_len && memcmp(s, name, n) == 0) {
+            lua_pushvalue(L, v);
+            lua_rawseti(L, -2, 2);
+            lua_pop(L, 1);
+            return;
+        }
+    }
+    lua_pop(L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushlstring(L, name, name_len);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, v);
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, headers, i);
+}
+
+/*
+ * core.sign_headers(req, headers, n) -> authorization
+ * The client's signature: what core.sign does, for the headers
+ * headers[1..n] ({name, value} pairs; req.headers is not read), with the
+ * headers the signature adds (X-Amz-Date, X-Amz-Security-Token when signed
+ * with a token, Authorization) written into headers[n + 1 ...] and nothing
+ * after them. A pair of the same name already in its place is updated
+ * rather than made again; nothing else (canonical request, string to sign)
+ * becomes a Lua value. Raises as core.sign does.
+ */
+static int l_sign_headers(lua_State *L)
+{
+    dms_sigv4_request req;
+    dms_sigv4_result res;
+    dms_sigv4_header stack[STACK_HEADERS];
+    dms_sigv4_header *hs = stack;
+    dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
+    char err[256];
+    int rc, i, n, auth, date, token, len;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    n = (int)luaL_checkinteger(L, 3);
+    len = (int)dms_compat_rawlen(L, 2);
+    if (n < 0 || n > len)
+        return luaL_argerror(L, 3, "must be a count of the headers' pairs");
+    lua_settop(L, 3);
+    luaL_checkstack(L, 24, "sign");
+    read_request(L, &req);
+    token = lua_gettop(L);
+    if (n > STACK_HEADERS)
+        hs = lua_newuserdata(L, (size_t)n * sizeof *hs);
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, i + 1);
+        if (lua_type(L, -1) != LUA_TTABLE)
+            return luaL_error(L, "sign: header #%d must be a string name and a string value", i + 1);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "sign: header #%d must be a string name and a string value", i + 1);
+        /* the pair stays in headers, which stays on the stack, until the end */
+        hs[i].name = lua_tolstring(L, -2, &hs[i].name_len);
+        hs[i].value = lua_tolstring(L, -1, &hs[i].value_len);
+        lua_pop(L, 3);
+    }
+    req.headers = hs;
+    req.nheaders = (size_t)n;
+
+    rc = dms_sigv4_sign(&req, cache, &res, err, sizeof err);
+    if (rc == DMS_SIGV4_EINVAL)
+        return luaL_error(L, "sign: %s", err);
+    if (rc != DMS_SIGV4_OK)
+        return luaL_error(L, "sign failed: %s", err);
+
+    /* the pairs are written once nothing is read from headers any more */
+    lua_pushlstring(L, res.authorization, res.authorization_len);
+    auth = lua_gettop(L);
+    lua_pushlstring(L, res.amz_date, 16);
+    date = lua_gettop(L);
+    dms_sigv4_result_free(&res);
+    if (res.date_added)
+        put_pair(L, 2, ++n, "X-Amz-Date", 10, date);
+    if (res.token_added)
+        put_pair(L, 2, ++n, "X-Amz-Security-Token", 20, token);
+    put_pair(L, 2, ++n, "Authorization", 13, auth);
+    for (i = n + 1; i <= len; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, 2, i);
+    }
+    lua_pushvalue(L, auth);
+    return 1;
+}
+
 static int cache_gc(lua_State *L)
 {
     dms_sigv4_cache *c = luaL_checkudata(L, 1, CACHE_MT);
@@ -258,6 +389,26 @@ static int l_sign_cache_stats(lua_State *L)
     return 1;
 }
 
+/*
+ * core.decode_model(text) -> model
+ * The Lua tables of a model that tools/gen_model.py wrote as JSON text (a
+ * JSON object; nulls are left out). Decoding the text costs a fraction of
+ * compiling the same tables as Lua source. Text that is not one JSON object
+ * raises: a generated file is wrong, not a runtime failure.
+ */
+static int l_decode_model(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    dms_jr r;
+    lua_settop(L, 1);
+    dms_jr_init(&r, s, n);
+    if (dms_jr_peek(&r) != '{' || !dms_jr_value(&r, L, 1) || dms_jr_peek(&r) != -1)
+        return luaL_error(L, "decode_model: the text is not one JSON object (%s at byte %d)",
+                          r.err ? r.err : "text after it", (int)(r.p - s) + 1);
+    return 1;
+}
+
 static int l_sha256_hex(lua_State *L)
 {
     size_t len;
@@ -271,6 +422,7 @@ static int l_sha256_hex(lua_State *L)
 
 static const luaL_Reg sign_funcs[] = {
     {"sign", l_sign},
+    {"sign_headers", l_sign_headers},
     {"sign_cache_stats", l_sign_cache_stats},
     {NULL, NULL}
 };
@@ -289,6 +441,7 @@ DMS_API int luaopen_dms_core(lua_State *L);
 DMS_API int luaopen_dms_core(lua_State *L)
 {
     dms_sigv4_cache *cache;
+    int f;
 
     gc_class(L, CACHE_MT, cache_gc);
 
@@ -300,9 +453,16 @@ DMS_API int luaopen_dms_core(lua_State *L)
     memset(cache, 0, sizeof *cache);
     luaL_getmetatable(L, CACHE_MT);
     lua_setmetatable(L, -2);
-    dms_compat_setfuncs(L, sign_funcs, 1);
+    lua_createtable(L, F_COUNT - 1, 0);
+    for (f = 1; f < F_COUNT; f++) {
+        lua_pushstring(L, FIELDS[f]);
+        lua_rawseti(L, -2, f);
+    }
+    dms_compat_setfuncs(L, sign_funcs, 2);
     lua_pushcfunction(L, l_sha256_hex);
     lua_setfield(L, -2, "sha256_hex");
+    lua_pushcfunction(L, l_decode_model);
+    lua_setfield(L, -2, "decode_model");
     lua_pushliteral(L, DMS_CORE_VERSION);
     lua_setfield(L, -2, "_VERSION");
     return 1;

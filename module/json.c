@@ -6,6 +6,7 @@
 
 #include <locale.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ void dms_jw_init(dms_jw *w, lua_State *L)
     w->slot = lua_gettop(L);
 }
 
-void dms_jw_reserve(dms_jw *w, size_t n)
+void dms_jw_grow(dms_jw *w, size_t n)
 {
     size_t cap;
     char *nb;
@@ -45,19 +46,6 @@ void dms_jw_reserve(dms_jw *w, size_t n)
     w->cap = cap;
 }
 
-void dms_jw_put(dms_jw *w, const char *s, size_t n)
-{
-    dms_jw_reserve(w, n);
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-}
-
-void dms_jw_putc(dms_jw *w, char c)
-{
-    if (w->len == w->cap)
-        dms_jw_reserve(w, 1);
-    w->buf[w->len++] = c;
-}
 
 void dms_jw_push(dms_jw *w)
 {
@@ -114,6 +102,24 @@ int dms_utf8_check(const char *s, size_t n, size_t *chars)
     return 1;
 }
 
+/*
+ * Eight bytes at a time (SWAR): whether the word at p holds a byte below
+ * 0x20, a '"' or a '\\' (and, with high, a byte of 0x80 or more). Exact
+ * enough for a scan: never a false "no", and a rare false "yes" only sends
+ * the scan to its byte loop.
+ */
+#define SWAR_ONES 0x0101010101010101ULL
+#define SWAR_HIGHS 0x8080808080808080ULL
+static inline int word_stops(const char *p, int high)
+{
+    uint64_t v, q, b;
+    memcpy(&v, p, 8);
+    q = v ^ (SWAR_ONES * '"');
+    b = v ^ (SWAR_ONES * '\\');
+    return ((((v - SWAR_ONES * 0x20) & ~v) | ((q - SWAR_ONES) & ~q) | ((b - SWAR_ONES) & ~b)
+             | (high ? v : 0)) & SWAR_HIGHS) != 0;
+}
+
 /* 0: written as it is; 1: escaped; 2: the lead byte of a UTF-8 sequence (checked) */
 static const unsigned char CLASS[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -136,6 +142,8 @@ int dms_jw_string(dms_jw *w, const char *s, size_t n)
     w->buf[w->len++] = '"';
     while (i < n) {
         unsigned c;
+        while (i + 8 <= n && !word_stops(s + i, 1))
+            i += 8;
         while (i < n && CLASS[p[i]] == 0)
             i++;
         if (i >= n)
@@ -178,8 +186,15 @@ int dms_jw_string(dms_jw *w, const char *s, size_t n)
 void dms_jw_int(dms_jw *w, long long v)
 {
     char tmp[24];
-    int k = snprintf(tmp, sizeof tmp, "%lld", v);
-    dms_jw_put(w, tmp, (size_t)k);
+    char *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    dms_jw_put(w, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 static char decimal_point(void)
@@ -299,6 +314,13 @@ static int read_u4(const char *p, const char *end, unsigned *out)
     return 1;
 }
 
+/* the bytes that end a run inside a string: '"', '\\' and control characters */
+static const unsigned char SPAN_STOP[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
 int dms_jr_string_span(dms_jr *r, const char **s, size_t *n, int *escaped)
 {
     const char *p;
@@ -307,7 +329,14 @@ int dms_jr_string_span(dms_jr *r, const char **s, size_t *n, int *escaped)
         return fail(r, "expected a string");
     p = ++r->p;
     while (p < r->end) {
-        unsigned char c = (unsigned char)*p;
+        unsigned char c;
+        while (r->end - p >= 8 && !word_stops(p, 0))
+            p += 8;
+        while (p < r->end && !SPAN_STOP[(unsigned char)*p])
+            p++;
+        if (p >= r->end)
+            break;
+        c = (unsigned char)*p;
         if (c == '"') {
             *s = r->p;
             *n = (size_t)(p - r->p);
@@ -436,6 +465,68 @@ double dms_json_strtod(const char *s, size_t n, int *ok)
     return v;
 }
 
+/*
+ * The double nearest to the number text [s, end) (valid JSON) when it can be
+ * had exactly without strtod: at most 15 significant digits (the integer they
+ * make is exact in a double) and a power of ten within 10^22 (exact too), so
+ * that one multiplication or division, rounded once, gives what strtod gives
+ * (Clinger's fast path). Returns 0 for any other number.
+ */
+static int exact_double(const char *s, const char *end, double *out)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = s;
+    unsigned long long m = 0;
+    int neg = 0, ndigits = 0, scale = 0, e = 0, eneg = 0;
+    double d;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    while (p < end && *p == '0')            /* leading zeros are not significant */
+        p++;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (++ndigits > 15)
+            return 0;
+        m = m * 10 + (unsigned)(*p - '0');
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (m == 0 && *p == '0') {      /* 0.000x: zeros after the point scale */
+                scale++;
+                continue;
+            }
+            if (++ndigits > 15)
+                return 0;
+            m = m * 10 + (unsigned)(*p - '0');
+            scale++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (*p == '+' || *p == '-')
+            eneg = *p++ == '-';
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (e > 1000)
+                return 0;
+            e = e * 10 + (*p - '0');
+        }
+    }
+    e = (eneg ? -e : e) - scale;
+    d = (double)m;
+    if (m == 0)
+        d = 0;
+    else if (e < 0 && e >= -22)
+        d /= pow10[-e];
+    else if (e >= 0 && e <= 22)
+        d *= pow10[e];
+    else
+        return 0;
+    *out = neg ? -d : d;
+    return 1;
+}
+
 int dms_jr_number(dms_jr *r, dms_jnum *num)
 {
     const char *p = r->p, *start = r->p, *end = r->end;
@@ -489,9 +580,11 @@ int dms_jr_number(dms_jr *r, dms_jnum *num)
             num->i = acc == 9223372036854775808ULL ? (-9223372036854775807LL - 1) : -(long long)acc;
         }
     }
-    num->d = dms_json_strtod(start, num->len, &ok);
-    if (!ok)
-        return fail(r, "a number the system cannot read");
+    if (!exact_double(start, p, &num->d)) {
+        num->d = dms_json_strtod(start, num->len, &ok);
+        if (!ok)
+            return fail(r, "a number the system cannot read");
+    }
     r->p = p;
     return 1;
 }

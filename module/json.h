@@ -16,6 +16,7 @@
 #define DMS_JSON_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include <lua.h>
 
@@ -39,9 +40,24 @@ typedef struct {
 /* Reserves one stack slot (at the top) for the buffer's userdata. */
 void dms_jw_init(dms_jw *w, lua_State *L);
 /* Makes room for n more bytes (raises a memory error when there is none). */
-void dms_jw_reserve(dms_jw *w, size_t n);
-void dms_jw_put(dms_jw *w, const char *s, size_t n);
-void dms_jw_putc(dms_jw *w, char c);
+void dms_jw_grow(dms_jw *w, size_t n);
+static inline void dms_jw_reserve(dms_jw *w, size_t n)
+{
+    if (w->cap - w->len < n)
+        dms_jw_grow(w, n);
+}
+static inline void dms_jw_put(dms_jw *w, const char *s, size_t n)
+{
+    dms_jw_reserve(w, n);
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+}
+static inline void dms_jw_putc(dms_jw *w, char c)
+{
+    if (w->len == w->cap)
+        dms_jw_grow(w, 1);
+    w->buf[w->len++] = c;
+}
 #define dms_jw_lit(w, s) dms_jw_put((w), "" s, sizeof(s) - 1)
 /* A JSON string; returns 0 (writing part of it) when s is not valid UTF-8. */
 int dms_jw_string(dms_jw *w, const char *s, size_t n);

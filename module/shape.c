@@ -23,6 +23,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 /* upvalues of build, parse and timestamp (LuaJIT: ffi int64 boxing; else nil) */
 #define UV_BOX 1       /* function(hi, lo) -> int64 cdata */
 #define UV_UNBOX 2     /* function(v) -> "123LL" for an int64/uint64 cdata, else nil */
+#define UV_CACHE 3     /* model table -> its compiled form (weak keys) */
 
 #define MAX_DEPTH 64
 #define PATH_MAX_LEN 2048    /* room for MAX_DEPTH levels of member names */
@@ -46,30 +48,6 @@
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
-
-/* Pushes t[k] without metamethods (t at an absolute index). */
-static int rawfield(lua_State *L, int t, const char *k)
-{
-    lua_pushstring(L, k);
-    lua_rawget(L, t);
-    return lua_type(L, -1);
-}
-
-static int is_null(lua_State *L, int idx)
-{
-    return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
-}
-
-/* A string at idx equal to the C string s (lengths compared, not C strings). */
-static int lstr_eq(lua_State *L, int idx, const char *s, size_t n)
-{
-    size_t len;
-    const char *v;
-    if (lua_type(L, idx) != LUA_TSTRING)
-        return 0;
-    v = lua_tolstring(L, idx, &len);
-    return len == n && memcmp(v, s, n) == 0;
-}
 
 /* An integral number pushed exactly: an integer on Lua 5.3+; on LuaJIT a
  * number up to 2^53 and beyond it an int64 cdata (ffi), or failing that its
@@ -540,40 +518,256 @@ static int shape_timestamp(lua_State *L)
 }
 
 /* ------------------------------------------------------------------ */
-/* shapes                                                              */
+/* the compiled model                                                  */
+
+/*
+ * The walkers do not read the model table on every call: each model table
+ * is compiled, on its first use, into C structures (a shape's kind, limits,
+ * members in a hash table, traits, required members ...) kept in a table of
+ * the module (weak keys: a model that is collected takes its compiled form
+ * with it). A shape is compiled when a walker first reaches it, and the
+ * reference to it is kept where it was followed, so a call reads no Lua
+ * table of the model at all once its shapes have been seen.
+ *
+ * The compiled form of a model, C, is a Lua table:
+ *   C[1]       the cmodel (a userdata)
+ *   C[2]       shape name -> its cshape (a userdata)
+ *   C[3]       an array anchoring every string and block the structures
+ *              point to (so the pointers stay valid for as long as C lives)
+ *   C[op]      operation name -> its cop (a userdata)
+ * C holds nothing of the model itself (the strings are values, not
+ * references): a weak key works on Lua 5.1 too, where a value that
+ * referred to its key would keep it alive. The model is read raw, once: a
+ * model is not expected to change after its first use, and a model table
+ * changed afterwards keeps the form it had.
+ */
 
 enum kind {
+    K_MISSING,                  /* the model has no shape of that name */
     K_UNKNOWN, K_STRUCTURE, K_LIST, K_MAP, K_STRING, K_INTEGER, K_LONG, K_DOUBLE, K_FLOAT,
     K_BOOLEAN, K_TIMESTAMP, K_BLOB
 };
 
-static enum kind shape_kind(lua_State *L, int shape)
+enum { TS_EPOCH, TS_ISO8601, TS_RFC822 };
+
+#define C_MODEL 1
+#define C_SHAPES 2
+#define C_ANCHOR 3
+
+typedef struct cshape cshape;
+
+typedef struct {
+    const char *s;              /* NULL: not a string */
+    size_t len;
+} cstr;
+
+/* a shape named by the model, resolved on first use */
+typedef struct {
+    cstr name;
+    cshape *shape;
+} cref;
+
+typedef struct {
+    cstr name;
+    int ref;                    /* the name's slot in C[3] */
+    unsigned hash;
+    cref shape;
+    cstr json_key;              /* "Name": as JSON text */
+    /* traits[name] */
+    int has_rule, json, has_enum, nenum, has_arn;
+    cstr *enums;                /* the enum's items, .s NULL for an item that is not a string */
+    cstr rtype;                 /* the arn trait's resource type */
+} cmember;
+
+typedef struct {
+    int member;                 /* index in members, -1 when it names no member */
+    cstr name;
+} cname;
+
+typedef struct {
+    int n;
+    cname *names;
+} cgroup;
+
+struct cshape {
+    int kind;
+    cstr name;
+    cstr type;                  /* K_UNKNOWN: the type the model gives */
+    int document, is_union, has_min, has_max, format;
+    double min, max;
+    cref member;                /* list */
+    cref key, value;            /* map */
+    int nmembers;               /* structure */
+    cmember *members;
+    unsigned mask;
+    int *slots;                 /* open addressing: index + 1 of a member, 0 when empty */
+    int nrequired, ntokens, ngroups;
+    cname *required, *tokens;
+    cgroup *groups;
+};
+
+typedef struct {
+    int has_ops, has_shapes;
+    int json_version;           /* 1: 1.1, 0: 1.0, -1: neither */
+    cstr target_prefix, arn_service;
+    int nanchor;
+} cmodel;
+
+typedef struct {
+    int has_input, has_output;  /* the operation names a shape */
+    cref input, output;
+    int target_ref;             /* "Prefix.Operation" in C[3] */
+} cop;
+
+/* What a walker needs to compile: the model and its compiled form, at
+ * absolute stack indices. */
+typedef struct {
+    lua_State *L;
+    int model, C;
+    cmodel *cm;
+} cctx;
+
+/* Pushes t[k] without metamethods (t at an absolute index). */
+static int rawfield(lua_State *L, int t, const char *k)
 {
-    static const struct { const char *name; size_t len; enum kind k; } kinds[] = {
-        {"structure", 9, K_STRUCTURE}, {"string", 6, K_STRING}, {"list", 4, K_LIST},
-        {"integer", 7, K_INTEGER}, {"long", 4, K_LONG}, {"boolean", 7, K_BOOLEAN},
-        {"timestamp", 9, K_TIMESTAMP}, {"map", 3, K_MAP}, {"double", 6, K_DOUBLE},
-        {"float", 5, K_FLOAT}, {"blob", 4, K_BLOB},
-    };
-    enum kind k = K_UNKNOWN;
-    size_t i;
-    rawfield(L, shape, "type");
-    for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        if (lstr_eq(L, -1, kinds[i].name, kinds[i].len)) {
-            k = kinds[i].k;
-            break;
-        }
-    lua_pop(L, 1);
-    return k;
+    lua_pushstring(L, k);
+    lua_rawget(L, t);
+    return lua_type(L, -1);
 }
 
-static int shape_flag(lua_State *L, int shape, const char *flag)
+static int is_null(lua_State *L, int idx)
 {
-    int yes;
-    rawfield(L, shape, flag);
-    yes = lua_toboolean(L, -1);
+    return lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL;
+}
+
+/* A string at idx equal to the C string s (lengths compared, not C strings). */
+static int lstr_eq(lua_State *L, int idx, const char *s, size_t n)
+{
+    size_t len;
+    const char *v;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    v = lua_tolstring(L, idx, &len);
+    return len == n && memcmp(v, s, n) == 0;
+}
+
+/* A hash of a member name from its length and its first and last four
+ * bytes: names of one shape differ there (a collision costs a comparison). */
+static unsigned name_hash(const char *s, size_t n)
+{
+    uint32_t a = 0, b = 0, h;
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+    } else {
+        size_t i;
+        for (i = 0; i < n; i++)
+            a = (a << 8) | (unsigned char)s[i];
+    }
+    h = (uint32_t)n * 0x9E3779B1u ^ a * 0x85EBCA6Bu ^ b * 0xC2B2AE35u;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    return h;
+}
+
+/* Anchors the value at the top in C[3] (popping it); returns its slot. */
+static int anchor_top(cctx *c)
+{
+    lua_State *L = c->L;
+    lua_rawgeti(L, c->C, C_ANCHOR);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, ++c->cm->nanchor);
     lua_pop(L, 1);
-    return yes;
+    return c->cm->nanchor;
+}
+
+/* The string at idx (or NULL), anchored. */
+static cstr anchor_string(cctx *c, int idx, int *ref)
+{
+    cstr r = {NULL, 0};
+    if (lua_type(c->L, idx) == LUA_TSTRING) {
+        r.s = lua_tolstring(c->L, idx, &r.len);
+        lua_pushvalue(c->L, idx);
+        if (ref)
+            *ref = anchor_top(c);
+        else
+            anchor_top(c);
+    }
+    return r;
+}
+
+/* A zeroed block of n bytes that lives as long as the compiled model. */
+static void *c_alloc(cctx *c, size_t n)
+{
+    void *p = lua_newuserdata(c->L, n ? n : 1);
+    memset(p, 0, n ? n : 1);
+    anchor_top(c);
+    return p;
+}
+
+/* An array of the strings of the list at t[k] (items that are not strings
+ * are kept as NULL when keep_all, else left out). */
+static int string_list(cctx *c, int t, const char *k, int keep_all, cstr **out)
+{
+    lua_State *L = c->L;
+    int n, i, count = 0;
+    cstr *a;
+    *out = NULL;
+    if (rawfield(L, t, k) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    n = (int)dms_compat_rawlen(L, -1);
+    a = c_alloc(c, (size_t)n * sizeof *a);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_type(L, -1) == LUA_TSTRING || keep_all)
+            a[count++] = anchor_string(c, lua_gettop(L), NULL);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    *out = a;
+    return count;
+}
+
+static cmember *find_member(const cshape *s, const char *k, size_t n)
+{
+    unsigned h, i;
+    if (s->nmembers == 0)
+        return NULL;
+    h = name_hash(k, n);
+    for (i = h & s->mask;; i = (i + 1) & s->mask) {
+        int slot = s->slots[i];
+        cmember *m;
+        if (slot == 0)
+            return NULL;
+        m = &s->members[slot - 1];
+        if (m->hash == h && m->name.len == n && (m->name.s == k || memcmp(m->name.s, k, n) == 0))
+            return m;
+    }
+}
+
+static int member_index(const cshape *s, cstr name)
+{
+    cmember *m = name.s ? find_member(s, name.s, name.len) : NULL;
+    return m ? (int)(m - s->members) : -1;
+}
+
+static cname *name_list(cctx *c, int t, const char *k, const cshape *s, int *count)
+{
+    cstr *names;
+    cname *out;
+    int n = string_list(c, t, k, 0, &names), i;
+    *count = n < 0 ? 0 : n;
+    if (n <= 0)
+        return NULL;
+    out = c_alloc(c, (size_t)n * sizeof *out);
+    for (i = 0; i < n; i++) {
+        out[i].name = names[i];
+        out[i].member = member_index(s, names[i]);
+    }
+    return out;
 }
 
 static int opt_number(lua_State *L, int shape, const char *k, double *out)
@@ -585,16 +779,316 @@ static int opt_number(lua_State *L, int shape, const char *k, double *out)
     return has;
 }
 
-/* Pushes the model's shape named by the string at name_idx: a table, or nil. */
-static int push_shape(lua_State *L, int shapes, int name_idx)
+static int shape_flag(lua_State *L, int shape, const char *flag)
 {
-    if (name_idx == 0 || lua_type(L, name_idx) != LUA_TSTRING) {
+    int yes;
+    rawfield(L, shape, flag);
+    yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* A reference to the shape named by t[k]. */
+static cref shape_ref(cctx *c, int t, const char *k)
+{
+    cref r;
+    rawfield(c->L, t, k);
+    r.name = anchor_string(c, lua_gettop(c->L), NULL);
+    r.shape = NULL;
+    lua_pop(c->L, 1);
+    return r;
+}
+
+/* The members of a structure (shape table at sh), its traits and lists. */
+static void compile_structure(cctx *c, cshape *s, int sh)
+{
+    lua_State *L = c->L;
+    int members, traits = 0, n = 0, size = 4, i, g;
+    s->document = shape_flag(L, sh, "document");
+    s->is_union = shape_flag(L, sh, "union");
+    if (s->document)
+        return;
+    if (rawfield(L, sh, "members") == LUA_TTABLE) {
+        members = lua_gettop(L);
         lua_pushnil(L);
-        return 0;
+        while (lua_next(L, members) != 0) {
+            n += lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING;
+            lua_pop(L, 1);
+        }
+        while (size < 2 * n)
+            size *= 2;
+        s->members = c_alloc(c, (size_t)n * sizeof *s->members);
+        s->slots = c_alloc(c, (size_t)size * sizeof *s->slots);
+        s->mask = (unsigned)size - 1;
+        if (rawfield(L, sh, "traits") == LUA_TTABLE)
+            traits = lua_gettop(L);
+        else
+            lua_pop(L, 1);
+        lua_pushnil(L);
+        while (lua_next(L, members) != 0) {
+            int key = lua_gettop(L) - 1;
+            if (lua_type(L, key) == LUA_TSTRING && lua_type(L, key + 1) == LUA_TSTRING
+                && s->nmembers < n) {
+                cmember *m = &s->members[s->nmembers];
+                unsigned j;
+                dms_jw jw;
+                m->name = anchor_string(c, key, &m->ref);
+                m->hash = name_hash(m->name.s, m->name.len);
+                m->shape.name = anchor_string(c, key + 1, NULL);
+                /* the member's name as the writer writes it, once */
+                dms_jw_init(&jw, L);
+                dms_jw_string(&jw, m->name.s, m->name.len);
+                dms_jw_putc(&jw, ':');
+                m->json_key.len = jw.len;
+                m->json_key.s = c_alloc(c, jw.len);
+                memcpy((char *)m->json_key.s, jw.buf, jw.len);
+                lua_settop(L, key + 1);
+                if (traits) {
+                    lua_pushvalue(L, key);
+                    lua_rawget(L, traits);
+                    if (lua_istable(L, -1)) {
+                        int rule = lua_gettop(L);
+                        m->has_rule = 1;
+                        m->json = shape_flag(L, rule, "json");
+                        m->nenum = string_list(c, rule, "enum", 1, &m->enums);
+                        m->has_enum = m->nenum >= 0;
+                        if (m->nenum < 0)
+                            m->nenum = 0;
+                        m->has_arn = rawfield(L, rule, "arn") != LUA_TNIL;
+                        m->rtype = anchor_string(c, lua_gettop(L), NULL);
+                    }
+                    lua_settop(L, key + 1);
+                }
+                for (j = m->hash & s->mask; s->slots[j]; j = (j + 1) & s->mask)
+                    ;
+                s->slots[j] = ++s->nmembers;
+            }
+            lua_pop(L, 1);
+        }
     }
-    lua_pushvalue(L, name_idx);
+    lua_settop(L, sh);
+    s->required = name_list(c, sh, "required", s, &s->nrequired);
+    s->tokens = name_list(c, sh, "idempotency_tokens", s, &s->ntokens);
+    if (rawfield(L, sh, "exclusive") == LUA_TTABLE) {
+        int groups = lua_gettop(L);
+        s->ngroups = (int)dms_compat_rawlen(L, groups);
+        s->groups = c_alloc(c, (size_t)s->ngroups * sizeof *s->groups);
+        for (g = 0; g < s->ngroups; g++) {
+            lua_rawgeti(L, groups, g + 1);
+            if (lua_istable(L, -1)) {
+                int group = lua_gettop(L), m = (int)dms_compat_rawlen(L, group), k = 0;
+                s->groups[g].names = c_alloc(c, (size_t)m * sizeof(cname));
+                for (i = 1; i <= m; i++) {
+                    lua_rawgeti(L, group, i);
+                    if (lua_type(L, -1) == LUA_TSTRING) {
+                        cname *e = &s->groups[g].names[k++];
+                        e->name = anchor_string(c, lua_gettop(L), NULL);
+                        e->member = member_index(s, e->name);
+                    }
+                    lua_pop(L, 1);
+                }
+                s->groups[g].n = k;
+            }
+            lua_settop(L, groups);
+        }
+    }
+    lua_settop(L, sh);
+}
+
+/* Compiles the shape named by the string at idx (or finds it compiled). */
+static cshape *compile_shape(cctx *c, int idx)
+{
+    static const struct { const char *name; size_t len; enum kind k; } kinds[] = {
+        {"structure", 9, K_STRUCTURE}, {"string", 6, K_STRING}, {"list", 4, K_LIST},
+        {"integer", 7, K_INTEGER}, {"long", 4, K_LONG}, {"boolean", 7, K_BOOLEAN},
+        {"timestamp", 9, K_TIMESTAMP}, {"map", 3, K_MAP}, {"double", 6, K_DOUBLE},
+        {"float", 5, K_FLOAT}, {"blob", 4, K_BLOB},
+    };
+    lua_State *L = c->L;
+    int top = lua_gettop(L), shapes, name, sh, ud;
+    size_t i;
+    cshape *s;
+
+    luaL_checkstack(L, 24, "compiling the model");
+    lua_pushvalue(L, idx);
+    name = lua_gettop(L);
+    lua_rawgeti(L, c->C, C_SHAPES);
+    shapes = lua_gettop(L);
+    lua_pushvalue(L, name);
     lua_rawget(L, shapes);
-    return lua_istable(L, -1);
+    if (lua_type(L, -1) == LUA_TUSERDATA) {
+        s = lua_touserdata(L, -1);
+        lua_settop(L, top);
+        return s;
+    }
+    lua_pop(L, 1);
+    /* C[2][name] = s once s is complete (a memory error while compiling
+     * leaves no half-made shape behind): it anchors s and its name */
+    s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    ud = lua_gettop(L);
+    s->name.s = lua_tolstring(L, name, &s->name.len);
+    s->kind = K_MISSING;
+    if (!c->cm->has_shapes || rawfield(L, c->model, "shapes") != LUA_TTABLE)
+        goto done;
+    lua_pushvalue(L, name);
+    lua_rawget(L, -2);
+    if (!lua_istable(L, -1))
+        goto done;
+    sh = lua_gettop(L);
+    s->kind = K_UNKNOWN;
+    rawfield(L, sh, "type");
+    for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (lstr_eq(L, -1, kinds[i].name, kinds[i].len)) {
+            s->kind = kinds[i].k;
+            break;
+        }
+    if (s->kind == K_UNKNOWN)
+        s->type = anchor_string(c, lua_gettop(L), NULL);
+    lua_settop(L, sh);
+    s->has_min = opt_number(L, sh, "min", &s->min);
+    s->has_max = opt_number(L, sh, "max", &s->max);
+    switch (s->kind) {
+    case K_STRUCTURE:
+        compile_structure(c, s, sh);
+        break;
+    case K_LIST:
+        s->member = shape_ref(c, sh, "member");
+        break;
+    case K_MAP:
+        s->key = shape_ref(c, sh, "key");
+        s->value = shape_ref(c, sh, "value");
+        break;
+    case K_TIMESTAMP:
+        rawfield(L, sh, "format");
+        s->format = lstr_eq(L, -1, "iso8601", 7) ? TS_ISO8601 : lstr_eq(L, -1, "rfc822", 6) ? TS_RFC822 : TS_EPOCH;
+        break;
+    default:
+        break;
+    }
+done:
+    lua_pushvalue(L, name);
+    lua_pushvalue(L, ud);
+    lua_rawset(L, shapes);
+    lua_settop(L, top);
+    return s;
+}
+
+/* the shape r names: a compiled shape, K_MISSING when the model has none */
+static cshape *resolve_slow(cctx *c, cref *r)
+{
+    static const cshape unnamed;        /* all zero: K_MISSING, no name */
+    if (!r->name.s)
+        return r->shape = (cshape *)&unnamed;
+    lua_pushlstring(c->L, r->name.s, r->name.len);
+    r->shape = compile_shape(c, lua_gettop(c->L));
+    lua_pop(c->L, 1);
+    return r->shape;
+}
+
+static inline cshape *resolve(cctx *c, cref *r)
+{
+    return r->shape ? r->shape : resolve_slow(c, r);
+}
+
+/* Pushes the compiled form of the model at idx 1 and returns its cmodel. */
+static cmodel *push_compiled(lua_State *L, cctx *c)
+{
+    cmodel *cm;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    c->L = L;
+    c->model = 1;
+    lua_pushvalue(L, 1);
+    lua_rawget(L, lua_upvalueindex(UV_CACHE));
+    if (lua_istable(L, -1)) {
+        c->C = lua_gettop(L);
+        lua_rawgeti(L, c->C, C_MODEL);
+        c->cm = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return c->cm;
+    }
+    lua_pop(L, 1);
+    luaL_checkstack(L, 12, "compiling the model");
+    lua_createtable(L, 3, 0);
+    c->C = lua_gettop(L);
+    cm = lua_newuserdata(L, sizeof *cm);
+    memset(cm, 0, sizeof *cm);
+    c->cm = cm;
+    lua_rawseti(L, c->C, C_MODEL);
+    lua_newtable(L);
+    lua_rawseti(L, c->C, C_SHAPES);
+    lua_newtable(L);
+    lua_rawseti(L, c->C, C_ANCHOR);
+    cm->has_ops = rawfield(L, 1, "operations") == LUA_TTABLE;
+    cm->has_shapes = rawfield(L, 1, "shapes") == LUA_TTABLE;
+    lua_pop(L, 2);
+    rawfield(L, 1, "json_version");
+    cm->json_version = lua_isnil(L, -1) || lstr_eq(L, -1, "1.1", 3) ? 1 : lstr_eq(L, -1, "1.0", 3) ? 0 : -1;
+    lua_pop(L, 1);
+    rawfield(L, 1, "target_prefix");
+    cm->target_prefix = anchor_string(c, lua_gettop(L), NULL);
+    lua_pop(L, 1);
+    rawfield(L, 1, "arn_service");
+    cm->arn_service = anchor_string(c, lua_gettop(L), NULL);
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, c->C);
+    lua_rawset(L, lua_upvalueindex(UV_CACHE));
+    return cm;
+}
+
+/*
+ * The operation named at op: its compiled form, or NULL when the model has
+ * no such operation (pushing nothing either way). Raises, as a program
+ * error, when the model has no operations or, for a known operation, no
+ * shapes.
+ */
+static cop *find_op(cctx *c, int op)
+{
+    lua_State *L = c->L;
+    cop *o;
+    int def;
+    if (!c->cm->has_ops)
+        luaL_argerror(L, 1, "model has no operations");
+    lua_pushvalue(L, op);
+    lua_rawget(L, c->C);
+    if (lua_type(L, -1) == LUA_TUSERDATA) {
+        o = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        if (!c->cm->has_shapes)
+            luaL_argerror(L, 1, "model has no shapes");
+        return o;
+    }
+    lua_pop(L, 1);
+    rawfield(L, c->model, "operations");
+    lua_pushvalue(L, op);
+    lua_rawget(L, -2);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return NULL;            /* an unknown name is not kept: there is no end to them */
+    }
+    def = lua_gettop(L);
+    if (!c->cm->has_shapes)
+        luaL_argerror(L, 1, "model has no shapes");
+    o = lua_newuserdata(L, sizeof *o);
+    memset(o, 0, sizeof *o);
+    o->input = shape_ref(c, def, "input");
+    o->output = shape_ref(c, def, "output");
+    o->has_input = o->input.name.s != NULL;
+    o->has_output = o->output.name.s != NULL;
+    if (c->cm->target_prefix.s)
+        lua_pushlstring(L, c->cm->target_prefix.s, c->cm->target_prefix.len);
+    else
+        lua_pushliteral(L, "");
+    lua_pushliteral(L, ".");
+    lua_pushvalue(L, op);
+    lua_concat(L, 3);
+    o->target_ref = anchor_top(c);
+    lua_pushvalue(L, op);                   /* C[op] = o, complete */
+    lua_insert(L, -2);
+    lua_rawset(L, c->C);
+    lua_pop(L, 2);
+    return o;
 }
 
 /* ------------------------------------------------------------------ */
@@ -611,14 +1105,14 @@ typedef struct {
 
 typedef struct {
     lua_State *L;
-    int model, shapes;
+    cctx c;
     int depth;
     dms_jw *jw;
-    frame frames[2 * MAX_DEPTH + 8];
     int nframes;
-    char path[PATH_MAX_LEN];
     size_t path_len;
     const char *code;           /* set on failure */
+    frame frames[2 * MAX_DEPTH + 8];
+    char path[PATH_MAX_LEN];
     char msg[PATH_MAX_LEN + 320];
 } walker;
 
@@ -641,7 +1135,7 @@ static void path_push(walker *w, const char *fmt, const char *s)
     }
 }
 
-static void frame_push(walker *w, int idx, int is_key, int index)
+static inline void frame_push(walker *w, int idx, int is_key, int index)
 {
     if (w->nframes < (int)(sizeof w->frames / sizeof w->frames[0])) {
         w->frames[w->nframes].idx = idx;
@@ -651,7 +1145,7 @@ static void frame_push(walker *w, int idx, int is_key, int index)
     w->nframes++;
 }
 
-static void frame_pop(walker *w)
+static inline void frame_pop(walker *w)
 {
     w->nframes--;
 }
@@ -693,6 +1187,13 @@ static void path_member(walker *w, int idx)
 {
     frame_push(w, idx, 0, 0);
     render_path(w);
+}
+
+/* names a member of the model in the path of the error (pushing its name) */
+static void path_name(walker *w, cstr name)
+{
+    lua_pushlstring(w->L, name.s, name.len);
+    path_member(w, lua_gettop(w->L));
 }
 
 static int fail(walker *w, const char *code, const char *fmt, const char *detail)
@@ -752,67 +1253,48 @@ static int valid_arn(const char *s, size_t len, const char *service, size_t slen
     return 1;
 }
 
-/* The rules of traits[member] (enum, arn) for the value at val. */
-static int check_traits(walker *w, int traits, int key, int val)
+/* The rules of the member's traits (enum, arn) for the value at val. */
+static int check_traits(walker *w, const cmember *m, int val)
 {
     lua_State *L = w->L;
-    int ok = 1, rule, top = lua_gettop(L);
-    if (!traits || lua_type(L, val) != LUA_TSTRING)
+    size_t vlen;
+    const char *v;
+    int i;
+    if (!m->has_rule || lua_type(L, val) != LUA_TSTRING)
         return 1;
-    lua_pushvalue(L, key);
-    lua_rawget(L, traits);
-    if (!lua_istable(L, -1)) {
-        lua_settop(L, top);
-        return 1;
-    }
-    rule = lua_gettop(L);
-    if (rawfield(L, rule, "enum") == LUA_TTABLE) {
-        int list = lua_gettop(L), i, n = (int)dms_compat_rawlen(L, list), found = 0;
-        size_t vlen;
-        const char *v = lua_tolstring(L, val, &vlen);
-        for (i = 1; i <= n && !found; i++) {
-            lua_rawgeti(L, list, i);
-            found = lstr_eq(L, -1, v, vlen);
-            lua_pop(L, 1);
-        }
+    v = lua_tolstring(L, val, &vlen);
+    if (m->has_enum) {
+        int found = 0;
+        for (i = 0; i < m->nenum && !found; i++)
+            found = m->enums[i].s && m->enums[i].len == vlen && memcmp(m->enums[i].s, v, vlen) == 0;
         if (!found) {
             char names[160] = "";
             size_t used = 0;
-            for (i = 1; i <= n && used < sizeof names; i++) {
-                lua_rawgeti(L, list, i);
-                if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; i < m->nenum && used < sizeof names; i++)
+                if (m->enums[i].s)
                     used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
-                                             i > 1 ? " | " : "", lua_tostring(L, -1));
-                lua_pop(L, 1);
-            }
-            ok = fail(w, "InvalidParameterValue", "must be one of: %s", names);
+                                             i > 0 ? " | " : "", m->enums[i].s);
+            return fail(w, "InvalidParameterValue", "must be one of: %s", names);
         }
     }
-    lua_settop(L, rule);
-    if (ok && rawfield(L, rule, "arn") != LUA_TNIL) {
-        size_t len, rlen = 0, slen = 0;
-        const char *s = lua_tolstring(L, val, &len);
-        const char *rtype = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &rlen) : NULL;
-        const char *service = NULL;
-        if (rawfield(L, w->model, "arn_service") == LUA_TSTRING)
-            service = lua_tolstring(L, -1, &slen);
-        if (!valid_arn(s, len, service, slen, rtype, rlen)) {
+    if (m->has_arn) {
+        const cstr *service = &w->c.cm->arn_service;
+        if (!valid_arn(v, vlen, service->s, service->len, m->rtype.s, m->rtype.len)) {
             char why[220];
-            if (len > MAX_ARN_LEN)
+            if (vlen > MAX_ARN_LEN)
                 snprintf(why, sizeof why, "must be an ARN of at most %d characters", MAX_ARN_LEN);
-            else if (rtype)
+            else if (m->rtype.s)
                 snprintf(why, sizeof why, "must be an ARN like arn:aws:%.20s:us-east-1:123456789012:%.60s:NAME",
-                         service ? service : "service", rtype);
+                         service->s ? service->s : "service", m->rtype.s);
             else
                 snprintf(why, sizeof why, "must be an ARN (arn:partition:service:region:account:resource)");
-            ok = fail(w, "InvalidParameterValue", "%s", why);
+            return fail(w, "InvalidParameterValue", "%s", why);
         }
     }
-    lua_settop(L, top);
-    return ok;
+    return 1;
 }
 
-static int write_value(walker *w, int name_idx, int val);
+static int write_value(walker *w, cshape *s, int val);
 
 /* A Lua value as a JSON document: tables with keys 1..n are arrays, tables
  * with string keys objects ({} is {}), the light userdata NULL is null. */
@@ -987,15 +1469,6 @@ static void write_uuid(dms_jw *jw)
     dms_jw_put(jw, out, (size_t)k);
 }
 
-static int present(lua_State *L, int t, int key)
-{
-    int yes;
-    lua_pushvalue(L, key);
-    lua_rawget(L, t);
-    yes = !lua_isnil(L, -1) && !is_null(L, -1);
-    lua_pop(L, 1);
-    return yes;
-}
 
 /* A table that holds nothing itself and whose metatable answers reads
  * (__index, __len, __pairs): a proxy. Tables are read raw here (a metamethod
@@ -1024,45 +1497,45 @@ static int is_proxy(lua_State *L, int idx)
     return found;
 }
 
-static int write_structure(walker *w, int shape, int val)
+
+static const char PROXY_MSG[] = "must be a table that holds its values (this one is empty "
+                                "behind a metatable with __index, __len or __pairs: a proxy)%s";
+
+static int write_structure(walker *w, cshape *s, int val)
 {
     lua_State *L = w->L;
-    int members, traits = 0, i, n, first = 1, given = 0;
+    int i, first = 1, given = 0;
+    /* the members given (not null), by index */
+    unsigned char seen_fixed[64], *seen = seen_fixed;
 
-    if (shape_flag(L, shape, "document"))
+    if (s->document)
         return write_document(w, w->jw, val, 0);
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a table (structure), not %s",
                     luaL_typename(L, val));
     if (is_proxy(L, val))
-        return fail(w, "InvalidParameterType", "must be a table that holds its values (this one is empty "
-                    "behind a metatable with __index, __len or __pairs: a proxy)%s", NULL);
-    rawfield(L, shape, "members");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-    }
-    members = lua_gettop(L);
-    if (rawfield(L, shape, "traits") == LUA_TTABLE)
-        traits = lua_gettop(L);
+        return fail(w, "InvalidParameterType", PROXY_MSG, NULL);
+    if (s->nmembers > (int)sizeof seen_fixed)
+        seen = lua_newuserdata(L, (size_t)s->nmembers);     /* popped with the walker's stack */
+    memset(seen, 0, s->nmembers > 0 ? (size_t)s->nmembers : 1);
 
     dms_jw_putc(w->jw, '{');
     lua_pushnil(L);
     while (lua_next(L, val) != 0) {
         /* stack: key, value */
-        int key = lua_gettop(L) - 1, value = key + 1, name, ok;
+        int key = lua_gettop(L) - 1, value = key + 1, ok;
         size_t klen;
         const char *k;
+        cmember *m;
         if (lua_type(L, key) != LUA_TSTRING)
             return fail(w, "UnknownParameter", "has a key that is not a member name%s", NULL);
         if (is_null(L, value)) {            /* JSON null: as if absent */
             lua_pop(L, 1);
             continue;
         }
-        lua_pushvalue(L, key);
-        lua_rawget(L, members);             /* the member's shape name, by the exact key */
-        name = lua_gettop(L);
-        if (lua_type(L, name) != LUA_TSTRING) {
+        k = lua_tolstring(L, key, &klen);
+        m = find_member(s, k, klen);        /* by the exact key */
+        if (!m) {
             char why[160], kname[101];
             printable(L, key, kname, sizeof kname);
             snprintf(why, sizeof why, "has an unknown member '%s'", kname);
@@ -1074,116 +1547,81 @@ static int write_structure(walker *w, int shape, int val)
         if (!first)
             dms_jw_putc(w->jw, ',');
         first = 0;
-        k = lua_tolstring(L, key, &klen);
-        dms_jw_string(w->jw, k, klen);      /* a model member name */
-        dms_jw_putc(w->jw, ':');
-        if (traits) {
-            int json;
-            lua_pushvalue(L, key);
-            lua_rawget(L, traits);
-            json = lua_istable(L, -1) && (rawfield(L, lua_gettop(L), "json"), lua_toboolean(L, -1));
-            lua_settop(L, name);
-            ok = json ? write_json_member(w, value) : write_value(w, name, value);
-        } else {
-            ok = write_value(w, name, value);
-        }
+        dms_jw_put(w->jw, m->json_key.s, m->json_key.len);
+        ok = m->json ? write_json_member(w, value) : write_value(w, resolve(&w->c, &m->shape), value);
         if (ok)
-            ok = check_traits(w, traits, key, value);
+            ok = check_traits(w, m, value);
         if (!ok)
             return 0;
         frame_pop(w);
+        seen[m - s->members] = 1;
         given++;
         lua_settop(L, key);
     }
 
     /* idempotency tokens the caller did not give: a fresh UUID each */
-    if (rawfield(L, shape, "idempotency_tokens") == LUA_TTABLE) {
-        int list = lua_gettop(L);
-        n = (int)dms_compat_rawlen(L, list);
-        for (i = 1; i <= n; i++) {
-            lua_rawgeti(L, list, i);
-            if (lua_type(L, -1) == LUA_TSTRING && !present(L, val, lua_gettop(L))) {
-                size_t tl;
-                const char *t = lua_tolstring(L, -1, &tl);
-                if (!first)
-                    dms_jw_putc(w->jw, ',');
-                first = 0;
-                dms_jw_string(w->jw, t, tl);
-                dms_jw_putc(w->jw, ':');
-                write_uuid(w->jw);
-            }
-            lua_pop(L, 1);
+    for (i = 0; i < s->ntokens; i++) {
+        const cname *t = &s->tokens[i];
+        if (t->member < 0 || !seen[t->member]) {
+            if (!first)
+                dms_jw_putc(w->jw, ',');
+            first = 0;
+            dms_jw_string(w->jw, t->name.s, t->name.len);
+            dms_jw_putc(w->jw, ':');
+            write_uuid(w->jw);
         }
     }
-    lua_pop(L, 1);
     dms_jw_putc(w->jw, '}');
 
-    if (rawfield(L, shape, "required") == LUA_TTABLE) {
-        int list = lua_gettop(L);
-        n = (int)dms_compat_rawlen(L, list);
-        for (i = 1; i <= n; i++) {
-            lua_rawgeti(L, list, i);
-            if (lua_type(L, -1) == LUA_TSTRING && !present(L, val, lua_gettop(L))) {
-                path_member(w, lua_gettop(L));
-                return fail(w, "MissingParameter", "is required%s", NULL);
-            }
-            lua_pop(L, 1);
+    for (i = 0; i < s->nrequired; i++) {
+        const cname *r = &s->required[i];
+        if (r->member < 0 || !seen[r->member]) {
+            path_name(w, r->name);
+            return fail(w, "MissingParameter", "is required%s", NULL);
         }
     }
-    lua_pop(L, 1);
 
-    if (rawfield(L, shape, "exclusive") == LUA_TTABLE) {
-        int groups = lua_gettop(L);
-        n = (int)dms_compat_rawlen(L, groups);
-        for (i = 1; i <= n; i++) {
-            int j, m, count = 0, firstidx = 0;
-            char names[160] = "";
-            size_t used = 0;
-            lua_rawgeti(L, groups, i);
-            m = lua_istable(L, -1) ? (int)dms_compat_rawlen(L, -1) : 0;
-            for (j = 1; j <= m; j++) {
-                lua_rawgeti(L, groups + 1, j);
-                if (lua_type(L, -1) == LUA_TSTRING && present(L, val, lua_gettop(L))) {
-                    count++;
-                    if (!firstidx)
-                        firstidx = lua_gettop(L);   /* kept on the stack */
-                    if (used < sizeof names)
-                        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
-                                                 count > 1 ? " and " : "", lua_tostring(L, -1));
-                } else {
-                    lua_pop(L, 1);
-                }
+    for (i = 0; i < s->ngroups; i++) {
+        const cgroup *g = &s->groups[i];
+        int j, count = 0, firstj = -1;
+        char names[160] = "";
+        size_t used = 0;
+        for (j = 0; j < g->n; j++) {
+            if (g->names[j].member >= 0 && seen[g->names[j].member]) {
+                count++;
+                if (firstj < 0)
+                    firstj = j;
+                if (used < sizeof names)
+                    used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+                                             count > 1 ? " and " : "", g->names[j].name.s);
             }
-            if (count > 1) {
-                char why[220];
-                snprintf(why, sizeof why, "cannot have %s together: give only one", names);
-                fail(w, "InvalidParameterCombination", "%s", why);
-                path_member(w, firstidx);
-                return 0;
-            }
-            lua_settop(L, groups);
+        }
+        if (count > 1) {
+            char why[220];
+            snprintf(why, sizeof why, "cannot have %s together: give only one", names);
+            fail(w, "InvalidParameterCombination", "%s", why);
+            path_name(w, g->names[firstj].name);
+            return 0;
         }
     }
-    lua_pop(L, 1);
 
-    if (shape_flag(L, shape, "union") && given != 1)
+    if (s->is_union && given != 1)
         return fail(w, "InvalidParameterValue", given
                     ? "sets more than one member of a union: give exactly one%s"
                     : "sets no member of a union: give exactly one%s", NULL);
     return 1;
 }
 
-static int write_list(walker *w, int shape, int val)
+static int write_list(walker *w, cshape *s, int val)
 {
     lua_State *L = w->L;
-    int n, i, count = 0, member;
-    double lim;
+    int n, i, count = 0;
+    cshape *member;
 
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a list (table), not %s", luaL_typename(L, val));
     if (is_proxy(L, val))
-        return fail(w, "InvalidParameterType", "must be a table that holds its values (this one is empty "
-                    "behind a metatable with __index, __len or __pairs: a proxy)%s", NULL);
+        return fail(w, "InvalidParameterType", PROXY_MSG, NULL);
     n = (int)dms_compat_rawlen(L, val);
     lua_pushnil(L);
     while (lua_next(L, val) != 0) {
@@ -1194,12 +1632,11 @@ static int write_list(walker *w, int shape, int val)
     }
     if (count != n)
         return fail(w, "InvalidParameterType", "must be a list (a sequence 1..n)%s", NULL);
-    if (opt_number(L, shape, "min", &lim) && n < lim)
+    if (s->has_min && n < s->min)
         return fail(w, "InvalidParameterValue", "has fewer items than the model allows%s", NULL);
-    if (opt_number(L, shape, "max", &lim) && n > lim)
+    if (s->has_max && n > s->max)
         return fail(w, "InvalidParameterValue", "has more items than the model allows%s", NULL);
-    rawfield(L, shape, "member");
-    member = lua_gettop(L);
+    member = n > 0 ? resolve(&w->c, &s->member) : NULL;
     dms_jw_putc(w->jw, '[');
     for (i = 1; i <= n; i++) {
         frame_push(w, 0, 0, i);
@@ -1212,49 +1649,39 @@ static int write_list(walker *w, int shape, int val)
         lua_pop(L, 1);
     }
     dms_jw_putc(w->jw, ']');
-    lua_pop(L, 1);
     return 1;
 }
 
 /* Writes the string at val for a string shape (or a map key of one): valid
  * UTF-8, its length in characters (code points, as botocore counts them)
  * within the model's min..max. */
-static int write_string(walker *w, int shape, int val)
+static int write_string(walker *w, const cshape *s, int val)
 {
     lua_State *L = w->L;
     size_t len, chars;
-    const char *s = lua_tolstring(L, val, &len);
-    double min = 0, max = 0;
-    int has_min = shape && opt_number(L, shape, "min", &min);
-    int has_max = shape && opt_number(L, shape, "max", &max);
-    if (has_min || has_max) {
-        if (!dms_utf8_check(s, len, &chars))
+    const char *str = lua_tolstring(L, val, &len);
+    if (s && (s->has_min || s->has_max)) {
+        if (!dms_utf8_check(str, len, &chars))
             return fail(w, "InvalidParameterValue", "is not valid UTF-8 text%s", NULL);
-        if (has_min && (double)chars < min)
+        if (s->has_min && (double)chars < s->min)
             return fail(w, "InvalidParameterValue", "is shorter than the model allows%s", NULL);
-        if (has_max && (double)chars > max)
+        if (s->has_max && (double)chars > s->max)
             return fail(w, "InvalidParameterValue", "is longer than the model allows%s", NULL);
     }
-    if (!dms_jw_string(w->jw, s, len))
+    if (!dms_jw_string(w->jw, str, len))
         return fail(w, "InvalidParameterValue", "is not valid UTF-8 text%s", NULL);
     return 1;
 }
 
-static int write_map(walker *w, int shape, int val)
+static int write_map(walker *w, cshape *s, int val)
 {
     lua_State *L = w->L;
-    int vname, kshape = 0, first = 1, count = 0;
-    double lim;
+    int first = 1, count = 0, top = lua_gettop(L);
+    cshape *kshape = NULL, *vshape = NULL;
     if (!lua_istable(L, val))
         return fail(w, "InvalidParameterType", "must be a table (map), not %s", luaL_typename(L, val));
     if (is_proxy(L, val))
-        return fail(w, "InvalidParameterType", "must be a table that holds its values (this one is empty "
-                    "behind a metatable with __index, __len or __pairs: a proxy)%s", NULL);
-    rawfield(L, shape, "value");
-    vname = lua_gettop(L);
-    rawfield(L, shape, "key");
-    if (push_shape(L, w->shapes, lua_gettop(L)) && shape_kind(L, lua_gettop(L)) == K_STRING)
-        kshape = lua_gettop(L);
+        return fail(w, "InvalidParameterType", PROXY_MSG, NULL);
     dms_jw_putc(w->jw, '{');
     lua_pushnil(L);
     while (lua_next(L, val) != 0) {
@@ -1266,6 +1693,12 @@ static int write_map(walker *w, int shape, int val)
             lua_pop(L, 1);
             continue;
         }
+        if (!vshape) {
+            kshape = resolve(&w->c, &s->key);
+            if (kshape->kind != K_STRING)
+                kshape = NULL;
+            vshape = resolve(&w->c, &s->value);
+        }
         frame_push(w, key, 1, 0);
         if (!first)
             dms_jw_putc(w->jw, ',');
@@ -1273,25 +1706,24 @@ static int write_map(walker *w, int shape, int val)
         if (!write_string(w, kshape, key))
             return 0;
         dms_jw_putc(w->jw, ':');
-        if (!write_value(w, vname, key + 1))
+        if (!write_value(w, vshape, key + 1))
             return 0;
         frame_pop(w);
         lua_pop(L, 1);
     }
     dms_jw_putc(w->jw, '}');
-    if (opt_number(L, shape, "min", &lim) && count < lim)
+    if (s->has_min && count < s->min)
         return fail(w, "InvalidParameterValue", "has fewer entries than the model allows%s", NULL);
-    if (opt_number(L, shape, "max", &lim) && count > lim)
+    if (s->has_max && count > s->max)
         return fail(w, "InvalidParameterValue", "has more entries than the model allows%s", NULL);
-    lua_settop(L, vname - 1);
+    lua_settop(L, top);
     return 1;
 }
 
-static int write_integer(walker *w, int shape, int val, int is_long)
+static int write_integer(walker *w, const cshape *s, int val, int is_long)
 {
     lua_State *L = w->L;
     long long v;
-    double lim;
     int r = to_int64(L, val, &v);
     if (r == 0)
         return fail(w, "InvalidParameterType", "must be an integer, not %s",
@@ -1299,9 +1731,9 @@ static int write_integer(walker *w, int shape, int val, int is_long)
     if (r < 0 || (!is_long && (v < -2147483648LL || v > 2147483647LL)))
         return fail(w, "InvalidParameterValue", is_long ? "is out of the 64-bit integer range%s"
                                                         : "is out of the 32-bit integer range%s", NULL);
-    if (opt_number(L, shape, "min", &lim) && (double)v < lim)
+    if (s->has_min && (double)v < s->min)
         return fail(w, "InvalidParameterValue", "is below the minimum the model allows%s", NULL);
-    if (opt_number(L, shape, "max", &lim) && (double)v > lim)
+    if (s->has_max && (double)v > s->max)
         return fail(w, "InvalidParameterValue", "is above the maximum the model allows%s", NULL);
     dms_jw_int(w->jw, v);
     return 1;
@@ -1309,10 +1741,10 @@ static int write_integer(walker *w, int shape, int val, int is_long)
 
 /* doubles and floats: numbers, NaN and the infinities as the protocol writes
  * them ("NaN", "Infinity", "-Infinity"), and those three strings */
-static int write_double(walker *w, int shape, int val)
+static int write_double(walker *w, const cshape *s, int val)
 {
     lua_State *L = w->L;
-    double d, lim;
+    double d;
     if (lua_type(L, val) == LUA_TSTRING) {
         if (lstr_eq(L, val, "NaN", 3))
             d = NAN;
@@ -1327,8 +1759,7 @@ static int write_double(walker *w, int shape, int val)
 #if LUA_VERSION_NUM >= 503
         if (lua_isinteger(L, val)) {
             long long i = (long long)lua_tointeger(L, val);
-            if ((opt_number(L, shape, "min", &lim) && (double)i < lim)
-                || (opt_number(L, shape, "max", &lim) && (double)i > lim))
+            if ((s->has_min && (double)i < s->min) || (s->has_max && (double)i > s->max))
                 return fail(w, "InvalidParameterValue", "is outside the range the model allows%s", NULL);
             dms_jw_int(w->jw, i);
             return 1;
@@ -1342,7 +1773,7 @@ static int write_double(walker *w, int shape, int val)
         dms_jw_lit(w->jw, "\"NaN\"");
         return 1;
     }
-    if ((opt_number(L, shape, "min", &lim) && d < lim) || (opt_number(L, shape, "max", &lim) && d > lim))
+    if ((s->has_min && d < s->min) || (s->has_max && d > s->max))
         return fail(w, "InvalidParameterValue", "is outside the range the model allows%s", NULL);
     if (isinf(d))
         dms_jw_put(w->jw, d > 0 ? "\"Infinity\"" : "\"-Infinity\"", d > 0 ? 10 : 11);
@@ -1351,7 +1782,7 @@ static int write_double(walker *w, int shape, int val)
     return 1;
 }
 
-static int write_timestamp(walker *w, int shape, int val)
+static int write_timestamp(walker *w, const cshape *s, int val)
 {
     lua_State *L = w->L;
     double v;
@@ -1360,14 +1791,12 @@ static int write_timestamp(walker *w, int shape, int val)
     if (to_epoch(L, val, &v, &why) != 0)
         return fail(w, t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TTABLE
                        ? "InvalidParameterValue" : "InvalidParameterType", "%s", why);
-    rawfield(L, shape, "format");
-    if (lstr_eq(L, -1, "iso8601", 7))
+    if (s->format == TS_ISO8601)
         write_iso8601(w->jw, v);
-    else if (lstr_eq(L, -1, "rfc822", 6))
+    else if (s->format == TS_RFC822)
         write_rfc822(w->jw, v);
     else
         write_epoch(w->jw, v);          /* unixTimestamp, the JSON protocols' default */
-    lua_pop(L, 1);
     return 1;
 }
 
@@ -1392,37 +1821,35 @@ static int write_blob(walker *w, int val)
     return 1;
 }
 
-/* Validates the value at val against the shape named at name_idx and writes it. */
-static int write_value(walker *w, int name_idx, int val)
+/* Validates the value at val against the shape s and writes it. */
+static int write_value(walker *w, cshape *s, int val)
 {
     lua_State *L = w->L;
-    int shape, ok = 0, top = lua_gettop(L);
+    int ok = 0, top = lua_gettop(L);
 
     if (w->depth >= MAX_DEPTH)
         return fail(w, "InvalidParameterValue", "is nested too deeply (a cycle?)%s", NULL);
     luaL_checkstack(L, 16, "parameters nested too deeply");
-    if (!push_shape(L, w->shapes, name_idx)) {
+    if (s->kind == K_MISSING) {
         w->code = "ModelError";
-        snprintf(w->msg, sizeof w->msg, "the model has no shape '%.100s'",
-                 lua_type(L, name_idx) == LUA_TSTRING ? lua_tostring(L, name_idx) : "?");
+        snprintf(w->msg, sizeof w->msg, "the model has no shape '%.100s'", s->name.s ? s->name.s : "?");
         return 0;
     }
-    shape = lua_gettop(L);
     w->depth++;
-    switch (shape_kind(L, shape)) {
-    case K_STRUCTURE: ok = write_structure(w, shape, val); break;
-    case K_LIST: ok = write_list(w, shape, val); break;
-    case K_MAP: ok = write_map(w, shape, val); break;
+    switch (s->kind) {
+    case K_STRUCTURE: ok = write_structure(w, s, val); break;
+    case K_LIST: ok = write_list(w, s, val); break;
+    case K_MAP: ok = write_map(w, s, val); break;
     case K_STRING:
         if (lua_type(L, val) != LUA_TSTRING)
             ok = fail(w, "InvalidParameterType", "must be a string, not %s", luaL_typename(L, val));
         else
-            ok = write_string(w, shape, val);
+            ok = write_string(w, s, val);
         break;
-    case K_INTEGER: ok = write_integer(w, shape, val, 0); break;
-    case K_LONG: ok = write_integer(w, shape, val, 1); break;
+    case K_INTEGER: ok = write_integer(w, s, val, 0); break;
+    case K_LONG: ok = write_integer(w, s, val, 1); break;
     case K_DOUBLE:
-    case K_FLOAT: ok = write_double(w, shape, val); break;
+    case K_FLOAT: ok = write_double(w, s, val); break;
     case K_BOOLEAN:
         if (lua_type(L, val) != LUA_TBOOLEAN) {
             ok = fail(w, "InvalidParameterType", "must be a boolean, not %s", luaL_typename(L, val));
@@ -1434,13 +1861,12 @@ static int write_value(walker *w, int name_idx, int val)
             ok = 1;
         }
         break;
-    case K_TIMESTAMP: ok = write_timestamp(w, shape, val); break;
+    case K_TIMESTAMP: ok = write_timestamp(w, s, val); break;
     case K_BLOB: ok = write_blob(w, val); break;
     default: {
         char t[64] = "?";
-        rawfield(L, shape, "type");
-        if (lua_type(L, -1) == LUA_TSTRING)
-            snprintf(t, sizeof t, "%s", lua_tostring(L, -1));
+        if (s->type.s)
+            snprintf(t, sizeof t, "%s", s->type.s);
         ok = fail(w, "ModelError", "has an unsupported shape type '%s'", t);
     }
     }
@@ -1453,29 +1879,6 @@ static int write_value(walker *w, int name_idx, int val)
 /* ------------------------------------------------------------------ */
 /* build(model, operation, params) -> request | nil, err               */
 
-/* Pushes model.operations[op][which] (a shape name or nil) and model.shapes;
- * returns 0 (pushing nothing) when the model has no such operation. */
-static int push_model_parts(lua_State *L, int op, const char *which)
-{
-    int ops;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    if (rawfield(L, 1, "operations") != LUA_TTABLE)
-        luaL_argerror(L, 1, "model has no operations");
-    ops = lua_gettop(L);
-    lua_pushvalue(L, op);
-    lua_rawget(L, ops);
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 2);
-        return 0;
-    }
-    rawfield(L, lua_gettop(L), which);
-    lua_replace(L, ops);
-    lua_pop(L, 1);
-    if (rawfield(L, 1, "shapes") != LUA_TTABLE)
-        luaL_argerror(L, 1, "model has no shapes");
-    return 1;
-}
-
 static int return_walk_error(lua_State *L, walker *w, const char *kind)
 {
     lua_pushnil(L);
@@ -1487,21 +1890,30 @@ static int return_walk_error(lua_State *L, walker *w, const char *kind)
     return 2;
 }
 
-static void push_header_pair(lua_State *L, const char *name, int value_idx, int n)
+static void push_header_pair(lua_State *L, const char *name, size_t len, int value_idx, int n)
 {
     lua_createtable(L, 2, 0);
-    lua_pushstring(L, name);
+    lua_pushlstring(L, name, len);
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, value_idx);
     lua_rawseti(L, -2, 2);
     lua_rawseti(L, -2, n);
 }
 
+static int unknown_operation(lua_State *L)
+{
+    char msg[200], name[101];
+    printable(L, 2, name, sizeof name);
+    snprintf(msg, sizeof msg, "unknown operation '%s'", name);
+    return dms_return_error(L, "validation", "UnknownOperation", msg);
+}
+
 static int shape_build(lua_State *L)
 {
     walker w;
     dms_jw jw;
-    int input, content_type, target;
+    cop *op;
+    int content_type, target;
 
     luaL_checkstring(L, 2);
     if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
@@ -1511,40 +1923,35 @@ static int shape_build(lua_State *L)
         lua_newtable(L);
         lua_replace(L, 3);
     }
-    if (!push_model_parts(L, 2, "input")) {
-        char msg[200], name[101];
-        printable(L, 2, name, sizeof name);
-        snprintf(msg, sizeof msg, "unknown operation '%s'", name);
-        return dms_return_error(L, "validation", "UnknownOperation", msg);
-    }
-    input = 4;                              /* 4: input shape name, 5: shapes */
+    push_compiled(L, &w.c);                 /* 4: the compiled model */
+    op = find_op(&w.c, 2);
+    if (!op)
+        return unknown_operation(L);
 
     /* the protocol's headers, from the model's metadata */
-    rawfield(L, 1, "json_version");
-    if (lua_isnil(L, -1) || lstr_eq(L, -1, "1.1", 3))
+    if (w.c.cm->json_version == 1)
         lua_pushliteral(L, "application/x-amz-json-1.1");
-    else if (lstr_eq(L, -1, "1.0", 3))
+    else if (w.c.cm->json_version == 0)
         lua_pushliteral(L, "application/x-amz-json-1.0");
     else
         return luaL_argerror(L, 1, "model.json_version must be \"1.0\" or \"1.1\"");
     content_type = lua_gettop(L);
-    if (rawfield(L, 1, "target_prefix") != LUA_TSTRING) {
-        lua_pop(L, 1);
-        lua_pushliteral(L, "");
-    }
-    lua_pushliteral(L, ".");
-    lua_pushvalue(L, 2);
-    lua_concat(L, 3);
+    lua_rawgeti(L, w.c.C, C_ANCHOR);
+    lua_rawgeti(L, -1, op->target_ref);
+    lua_remove(L, -2);
     target = lua_gettop(L);
 
-    memset(&w, 0, sizeof w);
     w.L = L;
-    w.model = 1;
-    w.shapes = 5;
+    w.depth = 0;
     w.jw = &jw;
+    w.nframes = 0;
+    w.path_len = 0;
+    w.path[0] = '\0';
+    w.code = NULL;
+    w.msg[0] = '\0';
     dms_jw_init(&jw, L);
-    if (lua_type(L, input) == LUA_TSTRING) {
-        if (!write_value(&w, input, 3))
+    if (op->has_input) {
+        if (!write_value(&w, resolve(&w.c, &op->input), 3))
             return return_walk_error(L, &w, "validation");
     } else {
         dms_jw_lit(&jw, "{}");              /* no input shape: always an empty object */
@@ -1560,8 +1967,8 @@ static int shape_build(lua_State *L)
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "operation");
     lua_createtable(L, 2, 0);
-    push_header_pair(L, "Content-Type", content_type, 1);
-    push_header_pair(L, "X-Amz-Target", target, 2);
+    push_header_pair(L, "Content-Type", 12, content_type, 1);
+    push_header_pair(L, "X-Amz-Target", 12, target, 2);
     lua_setfield(L, -2, "headers");
     return 1;
 }
@@ -1571,12 +1978,13 @@ static int shape_build(lua_State *L)
 
 typedef struct {
     lua_State *L;
-    int shapes;
+    cctx c;
+    int anchor;                 /* C[3] on the stack: the members' names */
     int depth;
     dms_jr r;
 } reader;
 
-static int read_value(reader *rd, int name_idx);
+static int read_value(reader *rd, cshape *s);
 
 /* a value the model does not describe, kept as it came (object nulls dropped) */
 static int read_plain(reader *rd)
@@ -1584,49 +1992,69 @@ static int read_plain(reader *rd)
     return dms_jr_value(&rd->r, rd->L, 1);
 }
 
-static int read_structure(reader *rd, int shape)
+/* Pushes the key of an object member at the reader's position (escapes
+ * decoded; nil for a key that is dropped) and consumes the ':' after it; *m
+ * is the structure's member of that name, or NULL. */
+static int read_key(reader *rd, const cshape *s, cmember **m)
 {
     lua_State *L = rd->L;
-    int members, out, more, first = 1, is_union;
-    if (shape_flag(L, shape, "document"))
+    const char *k, *start = rd->r.p;
+    size_t n;
+    int escaped;
+    if (!dms_jr_string_span(&rd->r, &k, &n, &escaped))
+        return 0;
+    if (escaped) {
+        rd->r.p = start;
+        if (!dms_jr_string(&rd->r, L))
+            return 0;
+        k = lua_tolstring(L, -1, &n);
+        *m = find_member(s, k, n);
+    } else {
+        *m = find_member(s, k, n);
+        if (*m)
+            lua_rawgeti(L, rd->anchor, (*m)->ref);  /* the model's own string */
+        else if (s->is_union)
+            lua_pushlstring(L, k, n);               /* named in SDK_UNKNOWN_MEMBER */
+        else
+            lua_pushnil(L);                         /* dropped */
+    }
+    return dms_jr_expect(&rd->r, ':');
+}
+
+static int read_structure(reader *rd, cshape *s)
+{
+    lua_State *L = rd->L;
+    int out, more, first = 1;
+    if (s->document)
         return dms_jr_value(&rd->r, L, 0);
     if (dms_jr_peek(&rd->r) != '{')
         return read_plain(rd);
-    is_union = shape_flag(L, shape, "union");
-    rawfield(L, shape, "members");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-    }
-    members = lua_gettop(L);
-    lua_newtable(L);
+    luaL_checkstack(L, 8, "response nested too deeply");
+    lua_createtable(L, 0, s->nmembers < 16 ? s->nmembers : 16);
     out = lua_gettop(L);
     rd->r.p++;
     while ((more = dms_jr_next(&rd->r, '}', first)) == 1) {
-        int key;
+        cmember *m;
         first = 0;
-        if (!dms_jr_string(&rd->r, L) || !dms_jr_expect(&rd->r, ':'))
+        if (!read_key(rd, s, &m))
             return 0;
-        key = lua_gettop(L);
         if (dms_jr_peek(&rd->r) == 'n') {        /* null: the member is absent */
             if (!dms_jr_skip(&rd->r))
                 return 0;
             lua_settop(L, out);
             continue;
         }
-        lua_pushvalue(L, key);
-        lua_rawget(L, members);
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            if (!read_value(rd, lua_gettop(L)))
+        if (m) {
+            if (!read_value(rd, resolve(&rd->c, &m->shape)))
                 return 0;
-            lua_remove(L, -2);
             lua_rawset(L, out);
         } else {
             /* a member the model does not define is dropped; a union member
              * the model does not know is named, as botocore names it */
             if (!dms_jr_skip(&rd->r))
                 return 0;
-            if (is_union && !lstr_eq(L, key, "__type", 6)) {
+            if (s->is_union && lua_type(L, -1) == LUA_TSTRING && !lstr_eq(L, -1, "__type", 6)) {
+                int key = lua_gettop(L);
                 lua_createtable(L, 0, 1);
                 lua_pushvalue(L, key);
                 lua_setfield(L, -2, "name");
@@ -1635,21 +2063,17 @@ static int read_structure(reader *rd, int shape)
             lua_settop(L, out);
         }
     }
-    if (more < 0)
-        return 0;
-    lua_replace(L, members);
-    lua_settop(L, members);
-    return 1;
+    return more == 0;
 }
 
-static int read_list(reader *rd, int shape)
+static int read_list(reader *rd, cshape *s)
 {
     lua_State *L = rd->L;
-    int member, out, more, first = 1, i = 0;
+    int out, more, first = 1, i = 0;
+    cshape *member = NULL;
     if (dms_jr_peek(&rd->r) != '[')
         return read_plain(rd);
-    rawfield(L, shape, "member");
-    member = lua_gettop(L);
+    luaL_checkstack(L, 8, "response nested too deeply");
     lua_newtable(L);
     out = lua_gettop(L);
     rd->r.p++;
@@ -1659,25 +2083,25 @@ static int read_list(reader *rd, int shape)
             if (!dms_jr_literal(&rd->r))
                 return 0;
             lua_pushlightuserdata(L, NULL);     /* a null item keeps its place */
-        } else if (!read_value(rd, member)) {
-            return 0;
+        } else {
+            if (!member)
+                member = resolve(&rd->c, &s->member);
+            if (!read_value(rd, member))
+                return 0;
         }
         lua_rawseti(L, out, ++i);
     }
-    if (more < 0)
-        return 0;
-    lua_replace(L, member);
-    return 1;
+    return more == 0;
 }
 
-static int read_map(reader *rd, int shape)
+static int read_map(reader *rd, cshape *s)
 {
     lua_State *L = rd->L;
-    int vname, out, more, first = 1;
+    int out, more, first = 1;
+    cshape *vshape = NULL;
     if (dms_jr_peek(&rd->r) != '{')
         return read_plain(rd);
-    rawfield(L, shape, "value");
-    vname = lua_gettop(L);
+    luaL_checkstack(L, 8, "response nested too deeply");
     lua_newtable(L);
     out = lua_gettop(L);
     rd->r.p++;
@@ -1691,14 +2115,13 @@ static int read_map(reader *rd, int shape)
             lua_pop(L, 1);
             continue;
         }
-        if (!read_value(rd, vname))
+        if (!vshape)
+            vshape = resolve(&rd->c, &s->value);
+        if (!read_value(rd, vshape))
             return 0;
         lua_rawset(L, out);
     }
-    if (more < 0)
-        return 0;
-    lua_replace(L, vname);
-    return 1;
+    return more == 0;
 }
 
 static int read_number(reader *rd, enum kind k)
@@ -1714,7 +2137,6 @@ static int read_number(reader *rd, enum kind k)
         push_number(rd->L, num.d);
     return 1;
 }
-
 /* Replaces the string at the top with what a string means for kind k. */
 static void convert_string(lua_State *L, enum kind k)
 {
@@ -1772,26 +2194,25 @@ static void convert_string(lua_State *L, enum kind k)
 
 /* Pushes the value at the reader's position, read as the shape named at
  * name_idx (0 or an unknown name: kept as it came). */
-static int read_value(reader *rd, int name_idx)
+
+/* Pushes the value at the reader's position, read as the shape s (a shape
+ * the model does not have: kept as it came). */
+static int read_value(reader *rd, cshape *s)
 {
     lua_State *L = rd->L;
-    int shape, c, ok = 0;
-    enum kind k;
-    luaL_checkstack(L, 16, "response nested too deeply");
+    int c, ok = 0;
+    enum kind k = (enum kind)s->kind;
     if (rd->depth >= MAX_DEPTH)
         return read_plain(rd);
-    if (!push_shape(L, rd->shapes, name_idx)) {
-        lua_pop(L, 1);
-        return read_plain(rd);
-    }
-    shape = lua_gettop(L);
-    k = shape_kind(L, shape);
     c = dms_jr_peek(&rd->r);
     rd->depth++;
     switch (k) {
-    case K_STRUCTURE: ok = read_structure(rd, shape); break;
-    case K_LIST: ok = read_list(rd, shape); break;
-    case K_MAP: ok = read_map(rd, shape); break;
+    case K_STRUCTURE: ok = read_structure(rd, s); break;
+    case K_LIST: ok = read_list(rd, s); break;
+    case K_MAP: ok = read_map(rd, s); break;
+    case K_STRING:
+        ok = c == '"' ? dms_jr_string(&rd->r, L) : read_plain(rd);
+        break;
     case K_INTEGER:
     case K_LONG:
     case K_DOUBLE:
@@ -1811,8 +2232,6 @@ static int read_value(reader *rd, int name_idx)
         ok = read_plain(rd);
     }
     rd->depth--;
-    if (ok)
-        lua_remove(L, shape);
     return ok;
 }
 
@@ -1982,9 +2401,10 @@ static int is_blank(const char *s, size_t n)
     return 1;
 }
 
-/* model (1), status, headers (4), body (5), shapes (at shapes) */
-static int parse_error(lua_State *L, long status, int shapes)
+/* model (1), status, headers (4), body (5), the compiled model (rd->c.C, the top) */
+static int parse_error(lua_State *L, long status, reader *rd)
 {
+    int base = lua_gettop(L);
     size_t blen, mlen;
     const char *b = lua_tolstring(L, 5, &blen);
     int decoded = 0, err, has_code = 0, has_message = 0;
@@ -1997,7 +2417,7 @@ static int parse_error(lua_State *L, long status, int shapes)
         if (dms_jr_peek(&r) == '{' && dms_jr_value(&r, L, 1) && dms_jr_peek(&r) == -1)
             decoded = lua_gettop(L);
         else
-            lua_settop(L, shapes);
+            lua_settop(L, base);
     }
 
     lua_pushnil(L);
@@ -2079,20 +2499,19 @@ static int parse_error(lua_State *L, long status, int shapes)
      * err.fields, read from the body along the error's shape */
     if (rawfield(L, 1, "errors") == LUA_TTABLE) {
         int errors = lua_gettop(L);
+        cshape *s = NULL;
         lua_getfield(L, err, "code");
         lua_rawget(L, errors);
-        if (lua_type(L, -1) == LUA_TSTRING && push_shape(L, shapes, lua_gettop(L))
-            && shape_kind(L, lua_gettop(L)) == K_STRUCTURE) {
-            reader rd;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            s = compile_shape(&rd->c, lua_gettop(L));
+        if (s && s->kind == K_STRUCTURE) {
             int ok = 0;
-            memset(&rd, 0, sizeof rd);
-            rd.L = L;
-            rd.shapes = shapes;
-            dms_jr_init(&rd.r, b, blen);
+            rd->depth = 0;
+            dms_jr_init(&rd->r, b, blen);
             if (decoded)
-                ok = read_value(&rd, errors + 1);
+                ok = read_value(rd, s);
             if (!ok) {
-                lua_settop(L, errors + 2);
+                lua_settop(L, errors + 1);
                 lua_newtable(L);
             }
             /* a message member reads as err.message does: one line, no echo */
@@ -2122,7 +2541,8 @@ static int shape_parse(lua_State *L)
     long status;
     size_t blen;
     const char *b;
-    int output, shapes;
+    reader rd;
+    cop *op;
 #if LUA_VERSION_NUM >= 503
     lua_Integer st = luaL_checkinteger(L, 3);
 #else
@@ -2132,15 +2552,14 @@ static int shape_parse(lua_State *L)
     luaL_checkstring(L, 2);
     luaL_checkstring(L, 5);
     lua_settop(L, 5);
-    if (!push_model_parts(L, 2, "output")) {
-        char msg[200], name[101];
-        printable(L, 2, name, sizeof name);
-        snprintf(msg, sizeof msg, "unknown operation '%s'", name);
-        return dms_return_error(L, "validation", "UnknownOperation", msg);
-    }
-    output = 6;
-    shapes = 7;
+    push_compiled(L, &rd.c);                /* 6: the compiled model */
+    op = find_op(&rd.c, 2);
+    if (!op)
+        return unknown_operation(L);
     b = lua_tolstring(L, 5, &blen);
+    rd.L = L;
+    rd.depth = 0;
+    rd.anchor = 0;
 
     /* a status no HTTP server sends: the answer cannot be read */
     if (!(st >= 100 && st <= 599)) {
@@ -2150,24 +2569,22 @@ static int shape_parse(lua_State *L)
         return malformed(L, msg, 0, 4);
     }
     status = (long)st;
+    lua_rawgeti(L, rd.c.C, C_ANCHOR);       /* 7 */
+    rd.anchor = 7;
     if (status < 200 || status >= 300)
-        return parse_error(L, status, shapes);
+        return parse_error(L, status, &rd);
 
     if (is_blank(b, blen)) {
         lua_newtable(L);
         return 1;
     }
     {
-        reader rd;
         int ok;
-        memset(&rd, 0, sizeof rd);
-        rd.L = L;
-        rd.shapes = shapes;
         dms_jr_init(&rd.r, b, blen);
         if (dms_jr_peek(&rd.r) != '{') {
             ok = 0;
-        } else if (lua_type(L, output) == LUA_TSTRING) {
-            ok = read_value(&rd, output);
+        } else if (op->has_output) {
+            ok = read_value(&rd, resolve(&rd.c, &op->output));
         } else {
             /* no output shape: whatever JSON object came is ignored */
             ok = dms_jr_skip(&rd.r);
@@ -2176,7 +2593,7 @@ static int shape_parse(lua_State *L)
         }
         if (ok && dms_jr_peek(&rd.r) == -1 && lua_istable(L, -1))
             return 1;
-        lua_settop(L, shapes);
+        lua_settop(L, 7);
     }
     return malformed(L, "the response body is not a JSON object: the outcome of the call is unknown", status, 4);
 }
@@ -2213,5 +2630,11 @@ void dms_shape_open(lua_State *L)
     lua_pushnil(L);
     lua_pushnil(L);
 #endif
-    dms_compat_setfuncs(L, shape_funcs, 2);
+    /* UV_CACHE: model table -> its compiled form (weak keys) */
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    dms_compat_setfuncs(L, shape_funcs, 3);
 }

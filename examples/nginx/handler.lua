@@ -194,31 +194,53 @@ local function metrics_token()
 end
 
 -- nginx's id of this request ($request_id: 32 hex digits)
+local function read_request_id() return ngx.var.request_id end
 local function request_id()
-  local ok, id = pcall(function() return ngx.var.request_id end)
+  local ok, id = pcall(read_request_id)
   return ok and id or nil
 end
 
--- fields a log line may carry; anything that looks like a secret is dropped
+-- fields a log line may carry; anything that looks like a secret is dropped.
+-- The answer for each key is kept (log lines name the same few keys), in a
+-- table emptied should it ever grow large.
+local loggable_keys, loggable_count = {}, 0
 local function loggable(k)
-  k = tostring(k):lower()
-  return not (k:find("authorization", 1, true) or k:find("secret", 1, true)
-    or k:find("token", 1, true) or k:find("password", 1, true)
-    or k:find("signature", 1, true) or k:find("credential", 1, true))
+  local yes = loggable_keys[k]
+  if yes == nil then
+    local l = tostring(k):lower()
+    yes = not (l:find("authorization", 1, true) or l:find("secret", 1, true)
+      or l:find("token", 1, true) or l:find("password", 1, true)
+      or l:find("signature", 1, true) or l:find("credential", 1, true))
+    if loggable_count >= 256 then loggable_keys, loggable_count = {}, 0 end
+    loggable_keys[k], loggable_count = yes, loggable_count + 1
+  end
+  return yes
+end
+
+-- a value on one line, bounded (values may come from the request)
+local function log_value(v)
+  local s = tostring(v)
+  if #s > 256 then s = s:sub(1, 256) end
+  if s:find("[%c\"]") then s = s:gsub("[%c\"]", "?") end
+  return s
 end
 
 local function render(fields)
-  local keys = {}
+  local keys, n = {}, 0
   for k in pairs(fields or {}) do
-    if loggable(k) then keys[#keys + 1] = tostring(k) end
+    if loggable(k) then
+      n = n + 1
+      keys[n] = tostring(k)
+    end
   end
   table_sort(keys)
-  local out = {}
-  for _, k in ipairs(keys) do
+  local out, m = {}, 0
+  for i = 1, n do
+    local k = keys[i]
     local v = fields[k]
     if type(v) ~= "table" and v ~= nil then
-      -- values may come from the request: one line, bounded
-      out[#out + 1] = k .. "=" .. tostring(v):sub(1, 256):gsub("[%c\"]", "?")
+      m = m + 1
+      out[m] = k .. "=" .. log_value(v)
     end
   end
   return table_concat(out, " ")
@@ -362,8 +384,18 @@ local function status_for(err)
   return 500   -- config, credentials: this server's problem
 end
 
+-- the level below which error_log writes nothing: a line it would drop is
+-- not built (lua-resty-core's ngx.errlog; without it every line is built)
+local errlog_ok, errlog = pcall(require, "ngx.errlog")
+local function logged(level)
+  if not errlog_ok then return true end
+  local ok, filter = pcall(errlog.get_sys_filter_level)
+  return not ok or type(filter) ~= "number" or level <= filter
+end
+
 local function log_request(level, route, fields)
   fields.ops_request_id = request_id()
+  if not logged(level) then return end
   ngx.log(level, "dms-ops: ", route, " ", render(fields))
 end
 

@@ -13,6 +13,7 @@ local type, pairs, ipairs, tostring, setmetatable, pcall =
 local math_floor, string_format = math.floor, string.format
 
 local core = require "dms.core"
+local sign_headers = core.sign_headers
 local model = require "dms.model"
 local config_mod = require "dms.config"
 local credentials = require "dms.credentials"
@@ -218,8 +219,15 @@ local function read_only(op)
 end
 
 -- The time to sign with: the injected clock plus the measured offset.
+local core_now = core.now
 function Client:signing_time()
-  local ok, now = pcall(self.clock)
+  local clock = self.clock
+  local ok, now
+  if clock == core_now then
+    ok, now = true, core_now()      -- the system clock cannot fail
+  else
+    ok, now = pcall(clock)
+  end
   if not ok or type(now) ~= "number" or now ~= now or now == math.huge or now == -math.huge then
     return nil, errors.new("config", "InvalidClock", "config.clock did not return a number of seconds")
   end
@@ -290,29 +298,44 @@ function Client:attempt(req, op, unsafe, timeout)
     host = { "Host", endpoint.host_header }
     self.host_pair = host
   end
-  local headers = { host }
+  -- the headers and the request handed to the transport: the libcurl
+  -- transport's are the client's own, filled again for each attempt (it
+  -- reads them during the exchange, which runs no Lua); any other transport
+  -- gets tables of its own, which it may keep
+  local own = transport == self.curl_transport
+  local headers, treq
+  if own then
+    headers, treq = self.send_headers, self.send_request
+    if not headers then
+      headers, treq = {}, {}
+      self.send_headers, self.send_request = headers, treq
+    end
+  else
+    headers, treq = {}, {}
+  end
+  headers[1] = host
   local rh = req.headers
-  for i = 1, #rh do headers[i + 1] = rh[i] end
-  -- one request table for core.sign per client, filled for each signature
-  -- and emptied of the request and the secret after it (core.sign keeps
-  -- nothing of it, and nothing can run between the filling and the call)
+  local n = #rh
+  for i = 1, n do headers[i + 1] = rh[i] end
+  n = n + 1
+  -- one request table for core.sign_headers per client, filled for each
+  -- signature and emptied of the request and the secret after it (it keeps
+  -- nothing of it, and nothing can run between the filling and the call);
+  -- the pairs it adds go into headers after the first n
   local sreq = self.sign_request
   if not sreq then
     sreq = {}
     self.sign_request = sreq
   end
-  sreq.method, sreq.path, sreq.headers, sreq.body = req.method, endpoint.path, headers, req.body
+  sreq.method, sreq.path, sreq.body = req.method, endpoint.path, req.body
   sreq.region, sreq.service, sreq.time = self.region, self.model.signing_name, time
   sreq.access_key, sreq.secret_key, sreq.session_token = creds.access_key, creds.secret_key, creds.session_token
-  local ok, signed = pcall(core.sign, sreq)
-  sreq.headers, sreq.body, sreq.secret_key, sreq.session_token = nil, nil, nil, nil
+  local ok, auth = pcall(sign_headers, sreq, headers, n)
+  sreq.body, sreq.secret_key, sreq.session_token = nil, nil, nil
   if not ok then
-    -- sign() names the field at fault, never a secret
-    return nil, errors.new("credentials", "SigningFailed", tostring(signed))
+    -- the signer names the field at fault, never a secret
+    return nil, errors.new("credentials", "SigningFailed", tostring(auth))
   end
-  local n = #headers
-  local sh = signed.headers
-  for i = 1, #sh do headers[n + i] = sh[i] end
   local ua = self.ua_pair
   if not ua or ua[2] ~= self.user_agent then
     ua = { "User-Agent", self.user_agent }
@@ -321,8 +344,8 @@ function Client:attempt(req, op, unsafe, timeout)
   headers[#headers + 1] = ua
   -- fresh_connect: an HTTP client may re-send a request by itself when a
   -- kept-alive connection turns out dead; a start or stop must not ride on one
-  local treq = { url = self.endpoint.url, method = req.method, headers = headers, body = req.body,
-                 fresh_connect = unsafe or nil, timeout = timeout }
+  treq.url, treq.method, treq.headers, treq.body = endpoint.url, req.method, headers, req.body
+  treq.fresh_connect, treq.timeout = unsafe or nil, timeout
   local resp, herr = send(transport, treq)
   if not resp then
     if read_only(op) then herr.outcome_unknown = false end
@@ -337,12 +360,13 @@ function Client:attempt(req, op, unsafe, timeout)
     result.ResponseMetadata = {
       RequestId = resp.headers and resp.headers["x-amzn-requestid"],
       HTTPStatusCode = resp.status,
+      RetryAttempts = 0,      -- call() sets it: made with room for it
     }
     return result
   end
   errors.classify(perr)
   if read_only(op) then perr.outcome_unknown = false end
-  redact(perr, { creds.secret_key, creds.session_token or "", signed.signature })
+  redact(perr, { creds.secret_key, creds.session_token or "", auth:sub(-64) })    -- the signature
   -- temporary credentials refused as expired: the next call fetches new ones
   if (perr.code == "ExpiredTokenException" or perr.code == "ExpiredToken")
      and type(self.credentials.invalidate) == "function" then

@@ -28,26 +28,36 @@ local core = require "dms.core"
 local errors = require "dms.errors"
 local config_mod = require "dms.config"
 local cache = require "dms.credentials.cache"
-local chttp = require "dms.credentials.http"
-
-local env = require "dms.credentials.env"
-local assume_role = require "dms.credentials.assume_role"
-local web_identity = require "dms.credentials.web_identity"
-local sso = require "dms.credentials.sso"
-local profile = require "dms.credentials.profile"
-local process = require "dms.credentials.process"
-local container = require "dms.credentials.container"
-local imds = require "dms.credentials.imds"
 
 local M = {}
 
 M.normalize = cache.normalize
 
--- the chain after config.credentials
-M.CHAIN = { env, assume_role, web_identity, sso, profile.credentials_file, profile.login, process,
-            profile.config_file, container, imds }
--- what a source_profile's credentials are looked for in (botocore's profile providers)
-M.PROFILE_CHAIN = { web_identity, sso, profile.credentials_file, profile.login, process, profile.config_file }
+-- The providers are loaded when a chain is first walked (a client given its
+-- credentials never loads them):
+--   M.CHAIN          the chain after config.credentials
+--   M.PROFILE_CHAIN  what a source_profile's credentials are looked for in
+--                    (botocore's profile providers)
+local env
+local function load_chains()
+  env = require "dms.credentials.env"
+  local assume_role = require "dms.credentials.assume_role"
+  local web_identity = require "dms.credentials.web_identity"
+  local sso = require "dms.credentials.sso"
+  local profile = require "dms.credentials.profile"
+  local process = require "dms.credentials.process"
+  local container = require "dms.credentials.container"
+  local imds = require "dms.credentials.imds"
+  M.CHAIN = { env, assume_role, web_identity, sso, profile.credentials_file, profile.login, process,
+              profile.config_file, container, imds }
+  M.PROFILE_CHAIN = { web_identity, sso, profile.credentials_file, profile.login, process, profile.config_file }
+end
+setmetatable(M, { __index = function(_, k)
+  if k == "CHAIN" or k == "PROFILE_CHAIN" then
+    load_chains()
+    return rawget(M, k)
+  end
+end })
 
 -- A cache over a function (lua-dms's credentials function): refreshed 5
 -- minutes before the expiration it returns.
@@ -133,10 +143,11 @@ function M.resolve(config, _, profile_name, explicit_profile, opts)
                        fetch = function() return creds end })
   end
 
-  local http = chttp.new({ ca_file = opts.ca_file, insecure = opts.insecure, http_client = opts.http_client })
+  -- the chain's HTTP (and the providers) are made on its first walk
+  local http
   local copts = {
     region = opts.region, clock = clock, sleep = opts.sleep or core.sleep, random = opts.random,
-    logger = opts.logger, http = http, connect_timeout = opts.connect_timeout or 5, timeout = opts.timeout or 30,
+    logger = opts.logger, connect_timeout = opts.connect_timeout or 5, timeout = opts.timeout or 30,
     user_agent = opts.user_agent,
   }
   local source
@@ -144,6 +155,11 @@ function M.resolve(config, _, profile_name, explicit_profile, opts)
                             logger = opts.logger })
   chain.fetch = function()
     if not source then
+      if not http then
+        http = require("dms.credentials.http").new({ ca_file = opts.ca_file, insecure = opts.insecure,
+                                                     http_client = opts.http_client })
+        copts.http = http
+      end
       local ctx = context(config, copts, profile_name, explicit_profile)
       local parse_error = ctx.shared.credentials_error or ctx.shared.config_error
       if parse_error then return nil, errors.new("credentials", "ConfigParseError", parse_error) end
@@ -164,7 +180,7 @@ function M.resolve(config, _, profile_name, explicit_profile, opts)
     end
     return source.fetch()
   end
-  chain.close = function() http:close() end
+  chain.close = function() if http then http:close() end end
   return chain
 end
 

@@ -24,8 +24,8 @@
 local type, tostring, tonumber, pairs, ipairs, setmetatable =
       type, tostring, tonumber, pairs, ipairs, setmetatable
 local math_max, math_min, math_floor, math_huge = math.max, math.min, math.floor, math.huge
-local string_format, string_lower, string_find, string_sub, string_gsub =
-      string.format, string.lower, string.find, string.sub, string.gsub
+local string_format, string_lower, string_find, string_sub, string_gsub, string_byte =
+      string.format, string.lower, string.find, string.sub, string.gsub, string.byte
 local table_concat = table.concat
 
 -- luacheck: read globals ngx
@@ -259,13 +259,53 @@ end
 ---------------------------------------------------------------------------
 -- the request head
 
+-- CR, LF or NUL in a header value (three plain searches: far cheaper than
+-- one search for a set of characters)
 local function bad_header_text(s)
-  return string_find(s, "[%z\r\n]") ~= nil
+  return string_find(s, "\r", 1, true) ~= nil or string_find(s, "\n", 1, true) ~= nil
+    or string_find(s, "\0", 1, true) ~= nil
 end
 
--- The request headers as a list of {name, value}: req.headers (a list of
--- pairs or a name -> value map) validated, with Host (from `host`) and
--- Content-Length added when missing. nil and a message on bad input.
+-- The names of headers checked once (a request names the same few headers
+-- every time): name -> its lower case, or false for an invalid name. Bounded:
+-- emptied when full.
+local MAX_KNOWN_NAMES = 256
+
+local function name_checker(invalid)
+  local known, count = {}, 0
+  return function(name)
+    local lower = known[name]
+    if lower == nil then
+      lower = not string_find(name, invalid) and string_lower(name) or false
+      if count >= MAX_KNOWN_NAMES then known, count = {}, 0 end
+      known[name], count = lower, count + 1
+    end
+    return lower
+  end
+end
+local request_name = name_checker("[%c%s:]")
+local response_name = name_checker("%s")
+
+-- The request headers as a flat list (name, value, name, value ...):
+-- req.headers (a list of {name, value} pairs or a name -> value map)
+-- validated, with Host (from `host`) and Content-Length added when missing;
+-- the strings are taken once, so that nothing can change them between the
+-- check and the send. nil and a message on bad input.
+-- Appends a checked header to the flat list out (n entries so far); returns
+-- the new count and its lower-case name, or nil and a message.
+local function add_header(out, n, name, value)
+  local lower = type(name) == "string" and name ~= "" and request_name(name)
+  if not lower then
+    return nil, "invalid header name " .. string_format("%q", tostring(name))
+  end
+  if type(value) == "number" then value = tostring(value) end
+  if type(value) ~= "string" or bad_header_text(value) then
+    return nil, "header " .. name .. ": the value must be a string without CR, LF or NUL"
+  end
+  out[n + 1], out[n + 2] = name, value
+  return n + 2, lower
+end
+
 function M.headers(req, host)
   local method = req.method
   if type(method) ~= "string" or not method:match("^%u+$") then
@@ -273,51 +313,40 @@ function M.headers(req, host)
   end
   local body = req.body or ""
   if type(body) ~= "string" then return nil, "body must be a string" end
-  local out, has_host, has_length = {}, false, false
-  local function add(name, value)
-    if type(name) ~= "string" or name == "" or name:find("[%c%s:]") then
-      return "invalid header name " .. string_format("%q", tostring(name))
-    end
-    if type(value) == "number" then value = tostring(value) end
-    if type(value) ~= "string" or bad_header_text(value) then
-      return "header " .. name .. ": the value must be a string without CR, LF or NUL"
-    end
-    local lower = string_lower(name)
-    if lower == "host" then has_host = true end
-    if lower == "content-length" then has_length = true end
-    out[#out + 1] = { name, value }
-    return nil
-  end
+  local out, n, has_host, has_length = {}, 0, false, false
   local headers = req.headers or {}
   if type(headers) ~= "table" then return nil, "headers must be a table" end
+  local lower
   if headers[1] ~= nil then
     for _, h in ipairs(headers) do
       if type(h) ~= "table" then return nil, "headers must be {name, value} pairs" end
-      local e = add(h[1], h[2])
-      if e then return nil, e end
+      n, lower = add_header(out, n, h[1], h[2])
+      if not n then return nil, lower end
+      if lower == "host" then has_host = true elseif lower == "content-length" then has_length = true end
     end
   else
     for name, value in pairs(headers) do
-      local e = add(name, value)
-      if e then return nil, e end
+      n, lower = add_header(out, n, name, value)
+      if not n then return nil, lower end
+      if lower == "host" then has_host = true elseif lower == "content-length" then has_length = true end
     end
   end
-  if not has_host then add("Host", host) end
+  if not has_host then n = add_header(out, n, "Host", host) or n end
   if not has_length and (#body > 0 or method == "POST" or method == "PUT") then
-    add("Content-Length", #body)
+    add_header(out, n, "Content-Length", #body)
   end
   return out
 end
 
-local function format_head(method, target, headers)
-  local parts = { method, " ", target, " HTTP/1.1\r\n" }
-  for _, h in ipairs(headers) do
-    parts[#parts + 1] = h[1]
-    parts[#parts + 1] = ": "
-    parts[#parts + 1] = h[2]
-    parts[#parts + 1] = "\r\n"
+-- The request head, and the body after it when one is given.
+local function format_head(method, target, headers, body)
+  local parts, k = { method, " ", target, " HTTP/1.1\r\n" }, 4
+  for i = 1, #headers, 2 do
+    parts[k + 1], parts[k + 2], parts[k + 3], parts[k + 4] = headers[i], ": ", headers[i + 1], "\r\n"
+    k = k + 4
   end
-  parts[#parts + 1] = "\r\n"
+  parts[k + 1] = "\r\n"
+  parts[k + 2] = body
   return table_concat(parts)
 end
 
@@ -345,6 +374,9 @@ local function body_too_large(max, length)
   return too_large(string_format("response larger than max_response_bytes (%d): transfer aborted", max))
 end
 M.body_too_large = body_too_large
+
+-- the bytes %s matches
+local SPACE = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, [32] = true }
 
 -- "HTTP/1.1 200 OK" -> version (11), status, reason
 local function status_line(line)
@@ -380,15 +412,29 @@ local function read_head(sock, reused)
         return too_large("response headers larger than " .. M.MAX_HEAD_BYTES .. " bytes")
       end
       if h == "" then break end
-      local first = string_sub(h, 1, 1)
-      if (first == " " or first == "\t") and last then
+      local first = string_byte(h, 1)
+      if (first == 32 or first == 9) and last then
         -- obsolete line folding: a continuation of the previous value
         headers[last] = headers[last] .. " " .. h:match("^%s*(.-)%s*$")
       else
-        local name, value = h:match("^([^:%s]+):%s*(.-)%s*$")
+        -- name: value, the name without white space, the value trimmed
+        local colon = string_find(h, ":", 1, true)
+        local name = colon and colon > 1 and response_name(string_sub(h, 1, colon - 1))
         if not name then return protocol_error("malformed response header line") end
-        name = string_lower(name)
-        headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
+        local from = colon + 1
+        local b = string_byte(h, from)
+        if b == 32 then
+          from = from + 1
+          b = string_byte(h, from)
+        end
+        local value
+        if not SPACE[b] and not SPACE[string_byte(h, -1)] then
+          value = string_sub(h, from)             -- the usual "Name: value"
+        else
+          value = string_sub(h, from):match("^%s*(.-)%s*$")
+        end
+        local had = headers[name]
+        headers[name] = had and (had .. ", " .. value) or value
         last = name
       end
     end
@@ -401,6 +447,11 @@ end
 
 local function has_token(value, token)
   if not value then return false end
+  if value == token then return true end
+  if not string_find(value, ",", 1, true) and not string_find(value, " ", 1, true)
+     and not string_find(value, "\t", 1, true) then
+    return string_lower(value) == token     -- one token, the usual Connection value
+  end
   for t in value:gmatch("[^,%s]+") do
     if string_lower(t) == token then return true end
   end
@@ -508,12 +559,12 @@ function M.request(sock, req, url, headers, o)
   -- send: a failed or partial send never delivers a whole request (the body
   -- is framed by Content-Length), so nothing can have been acted on
   local body = req.body or ""
-  local request_head = format_head(req.method, url.target, headers)
   local sent, werr
   if #body <= M.SEND_SIZE then
-    sent, werr = sock:send(request_head .. body)   -- one segment for the usual small request
+    -- one segment for the usual small request
+    sent, werr = sock:send(format_head(req.method, url.target, headers, body))
   else
-    sent, werr = sock:send(request_head)           -- no copy of a large body
+    sent, werr = sock:send(format_head(req.method, url.target, headers))   -- no copy of a large body
     if sent then sent, werr = sock:send(body) end
   end
   if not sent then

@@ -122,16 +122,26 @@ end
 ---------------------------------------------------------------------------
 -- the built-in client
 
+-- the options of http11.request for url (made once per URL and kind of request)
+function Transport:builtin_options(url, fresh)
+  local key = fresh and "fresh_options" or "options"
+  local opts = url[key]
+  if not opts then
+    local o = self.opts
+    local verify = not o.insecure
+    opts = { pool = pool_options(o, url, verify, fresh), verify = verify,
+             max_response_bytes = o.max_response_bytes, keepalive_timeout = o.keepalive_timeout,
+             pool_size = o.pool_size }
+    url[key] = opts
+  end
+  return opts
+end
+
 function Transport:request_builtin(req, url, headers, deadline)
-  local o = self.opts
-  local sock, serr = new_socket(o, deadline)
+  local sock, serr = new_socket(self.opts, deadline)
   if not sock then return nil, serr end
-  local verify = not o.insecure
-  local resp, code, message, sent = http11.request(sock, req, url, headers, {
-    pool = pool_options(o, url, verify, req.fresh_connect), verify = verify,
-    max_response_bytes = o.max_response_bytes, keepalive_timeout = o.keepalive_timeout,
-    pool_size = o.pool_size,
-  })
+  local resp, code, message, sent = http11.request(sock, req, url, headers,
+    self:builtin_options(url, req.fresh_connect and true or false))
   if not resp then return nil, fail(code, message, sent) end
   resp.new_connections = resp.reused == 0 and 1 or 0
   resp.http_client = "builtin"
@@ -215,8 +225,8 @@ function Transport:request_resty(http, req, url, headers, deadline)
   local reused = httpc:get_reused_times() or 0
 
   local map = {}
-  for _, h in ipairs(headers) do
-    local name, value = h[1], h[2]
+  for i = 1, #headers, 2 do
+    local name, value = headers[i], headers[i + 1]
     map[name] = map[name] and (map[name] .. ", " .. value) or value
   end
   local body = req.body or ""
@@ -338,8 +348,14 @@ function Transport:request(req)
   if type(ngx) ~= "table" or not ngx.socket or not ngx.socket.tcp then
     return nil, err_input("dms.transport.ngx needs OpenResty / ngx_http_lua_module")
   end
-  local url, uerr = parse_url(req.url)
-  if not url then return nil, err_input(uerr) end
+  -- the URL of the last request, parsed (a client sends every request to one)
+  local url = self.url
+  if not url or self.url_text ~= req.url then
+    local uerr
+    url, uerr = parse_url(req.url)
+    if not url then return nil, err_input(uerr) end
+    self.url, self.url_text = url, req.url
+  end
   local headers, herr = http11.headers(req, url.authority)
   if not headers then return nil, err_input(herr) end
   ngx.update_time()
