@@ -110,7 +110,8 @@ local function wall(cmd, n)
   for _ = 1, n do assert(os.execute(cmd .. " >/dev/null 2>&1")) end
   return (core.monotonic() - t0) / n
 end
-local env = "AWS_ACCESS_KEY_ID=" .. KEY .. " AWS_SECRET_ACCESS_KEY=" .. SECRET .. " AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 "
+local env = "AWS_ACCESS_KEY_ID=" .. KEY .. " AWS_SECRET_ACCESS_KEY=" .. SECRET
+  .. " AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 "
 local lua_cmd_s = wall(env .. "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' lua5.4 -e "
   .. "'assert(require(\"dms\").new{endpoint=\"" .. url .. "\"}:describe_replications{})'", 10)
 local cli_ok = os.execute("command -v aws >/dev/null 2>&1")
@@ -122,7 +123,8 @@ client:close()
 
 local function us(s) return string.format("%9.1f us", s * 1e6) end
 local function ratio(a, b) return b and string.format("%6.1fx", b / a) or "   n/a" end
-print(string.format("lua-dms bench (%s, %s)", jit and jit.version or _VERSION, require("dms.curl").version:match("^%S+")))
+print(string.format("lua-dms bench (%s, %s)", jit and jit.version or _VERSION,
+  require("dms.curl").version:match("^%S+")))
 print(string.format("%-44s %12s %12s %8s", "", "lua-dms", "botocore", "faster"))
 print(string.format("%-44s %12s %12s %8s", "SigV4 sign (per request)", us(sign_s),
   boto and us(boto.sign_s) or "n/a", ratio(sign_s, boto and boto.sign_s)))

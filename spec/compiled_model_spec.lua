@@ -98,7 +98,8 @@ describe("the compiled form of a model", function()
     _, err = core.build(m, "Op", { M = { k = "x" } })
     assert.are.equal("ModelError", err.code)
     -- and is read as it came in an answer
-    assert.are.same({ Good = "g", L = { 1, "two" } }, assert(core.parse(m, "Op", 200, {}, '{"Good":"g","L":[1,"two"],"Bad":1}')))
+    assert.are.same({ Good = "g", L = { 1, "two" } },
+      assert(core.parse(m, "Op", 200, {}, '{"Good":"g","L":[1,"two"],"Bad":1}')))
   end)
 
   it("keeps every rule of a structure of more members than a small one has", function()
@@ -288,6 +289,7 @@ describe("core.decode_model", function()
     assert.is_true(model.operations.StartReplication.unsafe_retry)
     assert.are.same({ "start-replication", "resume-processing", "reload-target" },
       model.shapes.StartReplicationMessage.traits.StartReplicationType.enum)
-    assert(core.build(model, "StartReplication", { ReplicationConfigArn = ARN, StartReplicationType = "start-replication" }))
+    assert(core.build(model, "StartReplication",
+      { ReplicationConfigArn = ARN, StartReplicationType = "start-replication" }))
   end)
 end)
