@@ -260,21 +260,18 @@ function M.run(args, ctx)
     local req, berr = core.build(require("dms.model"),
       command == "create-config" and "CreateReplicationConfig" or "ModifyReplicationConfig", params)
     if not req then
-      ctx.printer:error(berr)
-      return ctx.exit_code(berr)
+      return ctx.fail(berr)
     end
   end
   local client, cerr = common.client(args)
   if not client then
-    ctx.printer:error(cerr)
-    return ctx.exit_code(cerr)
+    return ctx.fail(cerr)
   end
   if command ~= "create-config" then
     local ok, rerr = common.resolve_arn(args, client)
     if not ok then
       client:close()
-      ctx.printer:error(rerr)
-      return ctx.exit_code(rerr)
+      return ctx.fail(rerr)
     end
     if params then params.ReplicationConfigArn = args.arn end
   end
@@ -288,8 +285,7 @@ function M.run(args, ctx)
   end
   client:close()
   if not cfg then
-    ctx.printer:error(resp)
-    return ctx.exit_code(resp)
+    return ctx.fail(resp)
   end
   if ctx.printer.json then
     common.json_line({ type = EVENT[command], time = core.now(), arn = cfg.ReplicationConfigArn or args.arn,

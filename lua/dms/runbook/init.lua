@@ -258,6 +258,11 @@ function M.main(argv)
     printer:error(core.error({ kind = "validation", code = "Usage", message = message }))
     return EXIT.usage
   end
+  -- the error shown, and the exit code it maps to
+  local function fail(err)
+    printer:error(err)
+    return exit_code(err)
+  end
   for _, m in ipairs(MODULES) do
     if m.COMMANDS[args.command] then
       -- one replication each: the first --arn (an ARN)
@@ -265,7 +270,7 @@ function M.main(argv)
         if #args.arn > 1 then return usage(args.command .. " takes one --arn") end
         args.arn = args.arn[1]
       end
-      return m.run(args, { printer = printer, usage = usage, exit_code = exit_code, EXIT = EXIT })
+      return m.run(args, { printer = printer, usage = usage, exit_code = exit_code, fail = fail, EXIT = EXIT })
     end
   end
   -- checked before any request: ARNs of DMS replication configs, or identifiers
@@ -295,8 +300,7 @@ function M.main(argv)
 
   local client, cerr = common.client(args)
   if not client then
-    printer:error(cerr)
-    return exit_code(cerr)
+    return fail(cerr)
   end
 
   local opts = {
@@ -339,8 +343,7 @@ function M.main(argv)
                                                   poll = { timeout = args.timeout } })
     client:close()
     if not repl then
-      printer:error(err)
-      return exit_code(err)
+      return fail(err)
     end
     print_status(printer, repl, repl.ReplicationConfigArn or names[1])
     return EXIT.ok
@@ -371,8 +374,7 @@ function M.main(argv)
   client:close()
   printer:finish()
   if not outcome then
-    printer:error(err)
-    return exit_code(err)
+    return fail(err)
   end
   return EXIT.ok
 end

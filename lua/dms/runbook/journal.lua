@@ -64,10 +64,7 @@ end
 
 function M.run(args, ctx)
   local printer = ctx.printer
-  local function fail(err)
-    printer:error(err)
-    return ctx.exit_code(err)
-  end
+  local fail = ctx.fail
   local name = args.table
   if not journal_dynamodb.valid_table(name) then
     return ctx.usage("'" .. tostring(name) .. "' is not a DynamoDB table name (3-255 letters, digits, _ - .)")

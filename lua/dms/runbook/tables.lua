@@ -165,14 +165,12 @@ function M.run(args, ctx)
   end
   local client, cerr = common.client(args)
   if not client then
-    ctx.printer:error(cerr)
-    return ctx.exit_code(cerr)
+    return ctx.fail(cerr)
   end
   local ok, err = common.resolve_arn(args, client)
   if not ok then
     client:close()
-    ctx.printer:error(err)
-    return ctx.exit_code(err)
+    return ctx.fail(err)
   end
   if args.command == "tables" then
     ok, err = run_tables(args, ctx, client)
@@ -181,8 +179,7 @@ function M.run(args, ctx)
   end
   client:close()
   if not ok then
-    ctx.printer:error(err)
-    return ctx.exit_code(err)
+    return ctx.fail(err)
   end
   return ctx.EXIT.ok
 end
