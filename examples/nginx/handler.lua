@@ -645,6 +645,30 @@ local function aborted(route, fields, what)
   return ngx.exit(499)
 end
 
+-- The start of every route ("METHOD /path"): its log fields, its method and
+-- its token checked (auth: nil for the ops token, "metrics" for the metrics
+-- token too, false for none). Returns the fields, or nil (an answer was sent).
+local function open_route(route, auth)
+  local fields = { client = ngx.var.remote_addr }
+  if not method_is(route, route:match("^%u+"), fields) then return nil end
+  if auth ~= false and not authorized(route, fields, auth == "metrics") then return nil end
+  return fields
+end
+
+-- The start of a POST route that may wait: open_route, the client's going
+-- away watched, and the JSON body. The watch is registered before the body is
+-- read: a client that goes away does not cut a DMS call short (the call ends
+-- and is logged), it only ends a wait. Returns fields, state, doc, or nil.
+local function open_post(route)
+  local fields = open_route(route)
+  if not fields then return nil end
+  local state = {}
+  watch_abort(state)
+  local doc = json_body(route, fields)
+  if not doc then return nil end
+  return fields, state, doc
+end
+
 ---------------------------------------------------------------------------
 -- routes
 
@@ -659,15 +683,8 @@ end
 -- POST /replications/start
 local function start()
   local route = "POST /replications/start"
-  local fields = { client = ngx.var.remote_addr }
-  if not method_is(route, "POST", fields) then return end
-  if not authorized(route, fields) then return end
-  -- registered first: a client that goes away does not cut a DMS call short
-  -- (the call ends and is logged), it only ends a wait
-  local state = {}
-  watch_abort(state)
-  local doc = json_body(route, fields)
-  if not doc then return end
+  local fields, state, doc = open_post(route)
+  if not fields then return end
 
   local params = {}
   for k, v in pairs(doc) do
@@ -720,13 +737,8 @@ end
 -- POST /replications/stop
 local function stop()
   local route = "POST /replications/stop"
-  local fields = { client = ngx.var.remote_addr }
-  if not method_is(route, "POST", fields) then return end
-  if not authorized(route, fields) then return end
-  local state = {}
-  watch_abort(state)
-  local doc = json_body(route, fields)
-  if not doc then return end
+  local fields, state, doc = open_post(route)
+  if not fields then return end
   for k in pairs(doc) do
     if k ~= "arn" and k ~= "wait" and k ~= "wait_timeout" then
       return bad_request(route, "UnknownParameter", "unknown field '" .. tostring(k) .. "'", tostring(k), fields)
@@ -768,9 +780,8 @@ end
 -- GET /replications/status?arn=
 local function status()
   local route = "GET /replications/status"
-  local fields = { client = ngx.var.remote_addr }
-  if not method_is(route, "GET", fields) then return end
-  if not authorized(route, fields) then return end
+  local fields = open_route(route)
+  if not fields then return end
   local arn = the_arn(route, fields)
   if not arn then return end
   local client, cerr = get_client()
@@ -837,9 +848,8 @@ end
 -- GET /replications?max_items=&next_token=&status=
 local function list()
   local route = "GET /replications"
-  local fields = { client = ngx.var.remote_addr }
-  if not method_is(route, "GET", fields) then return end
-  if not authorized(route, fields) then return end
+  local fields = open_route(route)
+  if not fields then return end
   local args = ngx.req.get_uri_args()
   for k in pairs(args) do
     if k ~= "max_items" and k ~= "next_token" and k ~= "status" then
@@ -941,9 +951,8 @@ end
 -- GET /replications/tables?arn=&errored=1
 local function tables()
   local route = "GET /replications/tables"
-  local fields = { client = ngx.var.remote_addr }
-  if not method_is(route, "GET", fields) then return end
-  if not authorized(route, fields) then return end
+  local fields = open_route(route)
+  if not fields then return end
   local arn = the_arn(route, fields)
   if not arn then return end
   local errored = query_arg(ngx.req.get_uri_args(), "errored")
@@ -977,8 +986,7 @@ end
 -- GET /healthz: this worker answers; no token, no DMS call
 local function healthz()
   local route = "GET /healthz"
-  local fields = { client = ngx.var.remote_addr }
-  if not method_is(route, "GET", fields) then return end
+  if not open_route(route, false) then return end
   return respond(200, { status = "ok", pid = ngx.worker.pid(), worker = ngx.worker.id(),
     version = dms._VERSION })
 end
@@ -1005,9 +1013,8 @@ end
 -- GET /metrics
 local function metrics()
   local route = "GET /metrics"
-  local fields = { client = ngx.var.remote_addr }
-  if not method_is(route, "GET", fields) then return end
-  if not authorized(route, fields, true) then return end
+  local fields = open_route(route, "metrics")
+  if not fields then return end
   local s, why = get_store()
   if not s then
     fields.status = 500
