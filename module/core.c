@@ -191,6 +191,23 @@ static void push_header(lua_State *L, int n, const char *name, size_t name_len, 
     lua_rawseti(L, -2, n);
 }
 
+/* Signs req with the module's key cache and pushes the Authorization and
+ * X-Amz-Date values. Raises on a request the program assembled wrongly. The
+ * result's strings live in the cache's buffers: nothing leaks if a push
+ * raises, and dms_sigv4_result_free stays the caller's. */
+static void sign_push(lua_State *L, const dms_sigv4_request *req, dms_sigv4_result *res)
+{
+    dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
+    char err[256];
+    int rc = dms_sigv4_sign(req, cache, res, err, sizeof err);
+    if (rc == DMS_SIGV4_EINVAL)
+        luaL_error(L, "sign: %s", err);
+    else if (rc != DMS_SIGV4_OK)
+        luaL_error(L, "sign failed: %s", err);
+    lua_pushlstring(L, res->authorization, res->authorization_len);
+    lua_pushlstring(L, res->amz_date, 16);
+}
+
 /* Reads the fields of the request table at 1 but its headers into req; the
  * session token (or nil) is left at the top of the stack, the other values
  * below it. */
@@ -223,9 +240,7 @@ static int l_sign(lua_State *L)
     dms_sigv4_request req;
     dms_sigv4_result res;
     dms_sigv4_header stack[STACK_HEADERS];
-    dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
-    char err[256];
-    int rc, n, auth, date, token;
+    int n, auth, date, token;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
@@ -233,20 +248,9 @@ static int l_sign(lua_State *L)
     read_request(L, &req);
     token = lua_gettop(L);          /* the token (or nil) stays here */
     req.headers = collect_headers(L, 1, stack, &req.nheaders);
-
-
-    /* the result's strings live in the cache's buffers: nothing to release
-     * if a push below raises */
-    rc = dms_sigv4_sign(&req, cache, &res, err, sizeof err);
-    if (rc == DMS_SIGV4_EINVAL)
-        return luaL_error(L, "sign: %s", err);
-    if (rc != DMS_SIGV4_OK)
-        return luaL_error(L, "sign failed: %s", err);
-
-    lua_pushlstring(L, res.authorization, res.authorization_len);
-    auth = lua_gettop(L);
-    lua_pushlstring(L, res.amz_date, 16);
-    date = lua_gettop(L);
+    sign_push(L, &req, &res);
+    auth = lua_gettop(L) - 1;
+    date = auth + 1;
     lua_createtable(L, 0, 6);
     lua_pushlstring(L, res.canonical_request, res.canonical_request_len);
     lua_setfield(L, -2, "canonical_request");
@@ -314,9 +318,7 @@ static int l_sign_headers(lua_State *L)
     dms_sigv4_result res;
     dms_sigv4_header stack[STACK_HEADERS];
     dms_sigv4_header *hs = stack;
-    dms_sigv4_cache *cache = lua_touserdata(L, lua_upvalueindex(UV_CACHE));
-    char err[256];
-    int rc, i, n, auth, date, token, len;
+    int i, n, auth, date, token, len;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -346,17 +348,10 @@ static int l_sign_headers(lua_State *L)
     req.headers = hs;
     req.nheaders = (size_t)n;
 
-    rc = dms_sigv4_sign(&req, cache, &res, err, sizeof err);
-    if (rc == DMS_SIGV4_EINVAL)
-        return luaL_error(L, "sign: %s", err);
-    if (rc != DMS_SIGV4_OK)
-        return luaL_error(L, "sign failed: %s", err);
-
     /* the pairs are written once nothing is read from headers any more */
-    lua_pushlstring(L, res.authorization, res.authorization_len);
-    auth = lua_gettop(L);
-    lua_pushlstring(L, res.amz_date, 16);
-    date = lua_gettop(L);
+    sign_push(L, &req, &res);
+    auth = lua_gettop(L) - 1;
+    date = auth + 1;
     dms_sigv4_result_free(&res);
     if (res.date_added)
         put_pair(L, 2, ++n, "X-Amz-Date", 10, date);
