@@ -149,6 +149,26 @@ end
 
 local Server = {}
 Server.__index = Server
+M.Server = Server
+
+local function copy(from, to)
+  -- u+w: the source may be read-only (the vendor folder is)
+  local copied, out = run("cp -R " .. sh_quote(from) .. " " .. sh_quote(to) .. " && chmod -R u+w " .. sh_quote(to))
+  assert(copied, "cannot copy " .. from .. " into the nginx prefix: " .. out)
+end
+
+-- A new private prefix under /tmp (removed by Server:stop) with conf/, logs/,
+-- lua-dms's Lua code in lua/ and its LuaJIT dms.core in lib/dms/.
+function M.new_prefix(root)
+  local ok, prefix = run("mktemp -d /tmp/lua-dms-nginx.XXXXXX")
+  assert(ok, prefix)
+  prefix = prefix:gsub("%s+$", "")
+  assert(run("mkdir -p " .. sh_quote(prefix .. "/conf") .. " " .. sh_quote(prefix .. "/logs") .. " "
+    .. sh_quote(prefix .. "/lib/dms")))
+  copy(root .. "/lua", prefix .. "/lua")
+  copy(root .. "/build/luajit/dms/core.so", prefix .. "/lib/dms/core.so")
+  return prefix
+end
 
 -- opts: env (table), extra_http (text; @PREFIX@ stands for the prefix), port, workers,
 -- conf (path), error_log_level, prefix_files ({relative name = text}),
@@ -158,20 +178,9 @@ function M.start(opts)
   local info = assert(M.detect())
   local root = M.repo_root()
   M.ensure_luajit_module(root)
-  local ok, prefix = run("mktemp -d /tmp/lua-dms-nginx.XXXXXX")
-  assert(ok, prefix)
-  prefix = prefix:gsub("%s+$", "")
+  local prefix = M.new_prefix(root)
   opts.port = opts.port or M.free_port()
   opts.prefix = prefix
-  assert(run("mkdir -p " .. sh_quote(prefix .. "/conf") .. " " .. sh_quote(prefix .. "/logs")))
-  local function copy(from, to)
-    -- u+w: the source may be read-only (the vendor folder is)
-    local copied, out = run("cp -R " .. sh_quote(from) .. " " .. sh_quote(to) .. " && chmod -R u+w " .. sh_quote(to))
-    assert(copied, "cannot copy " .. from .. " into the nginx prefix: " .. out)
-  end
-  copy(root .. "/lua", prefix .. "/lua")
-  assert(run("mkdir -p " .. sh_quote(prefix .. "/lib/dms")))
-  copy(root .. "/build/luajit/dms/core.so", prefix .. "/lib/dms/core.so")
   copy(root .. "/examples/nginx", prefix .. "/app")
   if opts.vendor then
     copy(opts.vendor, prefix .. "/vendor")
@@ -181,19 +190,24 @@ function M.start(opts)
   end
   for name, text in pairs(opts.prefix_files or {}) do write(prefix .. "/" .. name, text) end
   write(prefix .. "/conf/nginx.conf", M.render_conf(opts, info))
+  return M.launch(prefix, info, opts.port, opts.env)
+end
+
+-- Starts nginx on the prefix's conf/nginx.conf with only `env` in its
+-- environment (nginx keeps only the variables the config declares with
+-- `env`) and waits for its pid file. Returns a Server (or an object of
+-- `class`, a Server's subclass).
+function M.launch(prefix, info, port, env, class)
   -- started as root, nginx runs its workers as an unprivileged user: they must
   -- be able to read the prefix (mktemp made it private)
   assert(run("chmod -R a+rX " .. sh_quote(prefix)))
-
-  -- a clean environment: only what the spec passes (nginx keeps only the
-  -- variables the config declares with `env`)
-  local env = { "PATH=" .. sh_quote(os.getenv("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin") }
-  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. sh_quote(v) end
-  local cmd = "cd " .. sh_quote(prefix) .. " && env -i " .. table.concat(env, " ") .. " "
+  local vars = { "PATH=" .. sh_quote(os.getenv("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin") }
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. sh_quote(v) end
+  local cmd = "cd " .. sh_quote(prefix) .. " && env -i " .. table.concat(vars, " ") .. " "
     .. sh_quote(info.bin) .. " -p " .. sh_quote(prefix .. "/") .. " -c conf/nginx.conf"
   local started, out = run(cmd)
-  local self = setmetatable({ prefix = prefix, port = opts.port, info = info,
-    url = "http://127.0.0.1:" .. opts.port }, Server)
+  local self = setmetatable({ prefix = prefix, port = port, info = info,
+    url = "http://127.0.0.1:" .. port }, class or Server)
   if not started then
     local log = read(prefix .. "/logs/error.log") or ""
     error("nginx did not start:\n" .. out .. "\n" .. log)
