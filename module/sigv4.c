@@ -601,6 +601,17 @@ static int derive_key(dms_sigv4_crypto *c, const dms_sigv4_request *req, const c
     return ok ? 0 : -1;
 }
 
+/* The credential scope: date/region/service/aws4_request */
+static void add_scope(sbuf *text, const char *date, const dms_sigv4_request *req)
+{
+    sb_add(text, date, 8);
+    sb_addc(text, '/');
+    sb_adds(text, req->region);
+    sb_addc(text, '/');
+    sb_adds(text, req->service);
+    sb_adds(text, "/aws4_request");
+}
+
 /* 3 and 4: the signature of the string to sign, with the cached key's pad
  * states when there is a cache (deriving and caching the key on a miss). */
 static int sign_sts(dms_sigv4_crypto *c, dms_sigv4_cache *cache, const dms_sigv4_request *req,
@@ -919,12 +930,8 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
     sb_adds(text, "AWS4-HMAC-SHA256\n");
     sb_add(text, res->amz_date, 16);
     sb_addc(text, '\n');
-    sb_add(text, date, 8);
-    sb_addc(text, '/');
-    sb_adds(text, req->region);
-    sb_addc(text, '/');
-    sb_adds(text, req->service);
-    sb_adds(text, "/aws4_request\n");
+    add_scope(text, date, req);
+    sb_addc(text, '\n');
     sb_add(text, hex, 64);
     if (text->failed)
         FAIL(DMS_SIGV4_ENOMEM, "out of memory");
@@ -950,12 +957,8 @@ int dms_sigv4_sign(const dms_sigv4_request *req, dms_sigv4_cache *cache,
     sb_adds(text, "AWS4-HMAC-SHA256 Credential=");
     sb_adds(text, req->access_key);
     sb_addc(text, '/');
-    sb_add(text, date, 8);
-    sb_addc(text, '/');
-    sb_adds(text, req->region);
-    sb_addc(text, '/');
-    sb_adds(text, req->service);
-    sb_adds(text, "/aws4_request, SignedHeaders=");
+    add_scope(text, date, req);
+    sb_adds(text, ", SignedHeaders=");
     sb_add_own(text, names_off, names_len);
     sb_adds(text, ", Signature=");
     sb_add(text, res->signature, 64);
